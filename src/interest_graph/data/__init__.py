@@ -1,0 +1,1 @@
+"""Shop data: loaders for real and synthetic shops, validation and quarantine."""

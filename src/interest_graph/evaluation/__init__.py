@@ -1,0 +1,1 @@
+"""Evaluation: the protocols of EVALUATION.md, ranking metrics and baselines."""

@@ -1,0 +1,152 @@
+"""Rank candidates for test users, score the ranking, and read/write recommendation files.
+
+The batch command and the evaluation share :func:`top_k_items`, so a recommendation
+file scores exactly what ``evaluate`` reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from interest_graph.errors import MalformedFileError
+from interest_graph.evaluation.metrics import NO_ITEM, RankingMetrics
+from interest_graph.evaluation.protocols import EvaluationSplit
+from interest_graph.logs import progress
+
+RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score")
+
+
+class Recommender(Protocol):
+    """What every model offers the evaluation: fit on a split, score users."""
+
+    name: str
+
+    def fit(self, split: EvaluationSplit) -> None:
+        """Learn from ``split.train`` (and item text); never from the ground truth."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores (len(users) × n_items, float32) for rows of the training matrix."""
+        ...
+
+
+def top_k_items(
+    split: EvaluationSplit, scores: np.ndarray, users: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` candidate items per user, excluding the user's training items.
+
+    Returns:
+        ``(items, scores)``, both len(users) × k, best first. Ranks a model could not
+        fill (fewer candidates than k, or -inf scores) hold ``NO_ITEM`` and NaN.
+    """
+    import torch
+
+    table = torch.tensor(np.asarray(scores, dtype=np.float32))  # a copy we may mask
+    if not split.candidates.all():
+        table[:, torch.from_numpy(~split.candidates)] = -torch.inf
+    seen = split.train[users]
+    rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
+    table[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = (
+        -torch.inf
+    )
+    k_eff = min(k, table.shape[1])
+    # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
+    top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)
+    part, part_scores = top_items.numpy(), top_scores.numpy()
+    # Best score first; equal scores by item index, so rankings are reproducible.
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    best = np.take_along_axis(part_scores, order, axis=1)
+    unscored = ~np.isfinite(best)
+    items[unscored] = NO_ITEM
+    best[unscored] = np.nan
+    if k_eff < k:
+        pad = ((0, 0), (0, k - k_eff))
+        items = np.pad(items, pad, constant_values=NO_ITEM)
+        best = np.pad(best, pad, constant_values=np.nan)
+    return items, best
+
+
+def rank_test_users(
+    model: Recommender, split: EvaluationSplit, k: int, batch_size: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items and scores for every test user, in ``split.test_users`` order."""
+    items, scores = [], []
+    starts = range(0, split.test_users.size, batch_size)
+    for start in progress(starts, desc=f"ranking {model.name}", total=len(starts)):
+        users = split.test_users[start : start + batch_size]
+        batch_items, batch_scores = top_k_items(split, model.score(users), users, k)
+        items.append(batch_items)
+        scores.append(batch_scores)
+    return np.concatenate(items), np.concatenate(scores)
+
+
+def score_ranking(split: EvaluationSplit, top_k: np.ndarray) -> dict[str, float | int]:
+    """Metrics of a top-k matrix aligned with ``split.test_users``."""
+    metrics = RankingMetrics(k=top_k.shape[1], n_candidates=int(split.candidates.sum()))
+    metrics.update(top_k, split.ground_truth)
+    return metrics.compute()
+
+
+def recommendation_frame(
+    split: EvaluationSplit, items: np.ndarray, scores: np.ndarray
+) -> pd.DataFrame:
+    """The recommendation file of EVALUATION.md: one row per (user, rank)."""
+    users = np.repeat(split.user_ids[split.test_users], items.shape[1])
+    ranks = np.tile(np.arange(1, items.shape[1] + 1), items.shape[0])
+    flat_items = items.ravel()
+    keep = flat_items != NO_ITEM  # unscored ranks are left out, never filled
+    return pd.DataFrame(
+        {
+            "user_id": pd.array(users[keep], dtype="string"),
+            "item_id": pd.array(split.item_ids[flat_items[keep]], dtype="string"),
+            "rank": ranks[keep].astype("int32"),
+            "score": scores.ravel()[keep].astype("float64"),
+        }
+    )
+
+
+def write_recommendations(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write recommendations as Parquet, or CSV when the name ends in ``.csv``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def read_recommendations(
+    split: EvaluationSplit, path: str | Path, k: int
+) -> np.ndarray:
+    """Read a recommendation file into a top-k matrix aligned with ``split.test_users``.
+
+    Test users missing from the file get empty rankings (they count as misses);
+    unknown users or items, or a rank outside 1..k, are errors.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path, dtype={"user_id": str, "item_id": str})
+    else:
+        frame = pd.read_parquet(path)
+    missing = [c for c in RECOMMENDATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise MalformedFileError(path, f"missing columns {missing}")
+    frame = frame[frame["rank"] <= k]
+    user_pos = pd.Index(split.user_ids[split.test_users]).get_indexer(
+        frame["user_id"].astype(str)
+    )
+    item_pos = pd.Index(split.item_ids).get_indexer(frame["item_id"].astype(str))
+    if (user_pos < 0).any():
+        raise MalformedFileError(path, "has users that are not test users of the split")
+    if (item_pos < 0).any():
+        raise MalformedFileError(path, "has items outside the split's catalogue")
+    if (frame["rank"] < 1).any() or frame.duplicated(["user_id", "rank"]).any():
+        raise MalformedFileError(path, "ranks must be unique per user and start at 1")
+    top_k = np.full((split.test_users.size, k), NO_ITEM, dtype=np.int64)
+    top_k[user_pos, frame["rank"].to_numpy() - 1] = item_pos
+    return top_k

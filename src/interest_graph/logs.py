@@ -1,0 +1,43 @@
+"""The project's one logger and progress bar, so every stage reports the same way."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.logging import RichHandler
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+_LOGGER_NAME = "interest_graph"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """Return the project logger (or a child of it), configured once.
+
+    The level comes from ``INTEREST_GRAPH_LOG_LEVEL`` (default ``INFO``).
+    """
+    root = logging.getLogger(_LOGGER_NAME)
+    if not root.handlers:
+        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("INTEREST_GRAPH_LOG_LEVEL", "INFO").upper())
+        root.propagate = False
+    return root if name is None else root.getChild(name)
+
+
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None
+) -> Iterator[T]:
+    """Wrap a long loop in a progress bar; silent when stderr is not a terminal."""
+    yield from tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        disable=None,  # tqdm: disable on non-TTY, so CI logs stay readable
+        leave=False,
+    )
