@@ -33,7 +33,9 @@ def resolve_model_path(model: str) -> str:
 @cache
 def _load(model_path: str, device: str):  # type: ignore[no-untyped-def]
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # our own bar covers encoding
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModel.from_pretrained(model_path).to(device).eval()
     return tokenizer, model

@@ -38,7 +38,7 @@ class RowTriage:
         return self.frame[self.accepted_mask]
 
     def quarantined(self) -> pd.DataFrame:
-        """Rejected rows, all values as text, with ``source_file``, ``source_row``, reason."""
+        """Rejected rows as text, with ``source_file``, ``source_row`` and reason."""
         mask = ~self.accepted_mask
         rows = self.frame[mask].astype("string")
         rows.insert(0, "quarantine_reason", self._reason[mask].astype(str))

@@ -1,4 +1,4 @@
-"""Read an input table (Parquet, CSV or Excel) and turn every failure into one clear error."""
+"""Read an input table (Parquet, CSV or Excel); every failure is one clear error."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def read_table(path: str | Path, required_columns: Iterable[str] = ()) -> pd.Dat
     except (pa.ArrowException, OSError) as exc:
         raise MalformedFileError(path, f"not a readable Parquet file ({exc})") from exc
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise MalformedFileError(path, f"not a readable .xlsx workbook ({exc})") from exc
+        raise MalformedFileError(
+            path, f"not a readable .xlsx workbook ({exc})"
+        ) from exc
     except pd.errors.EmptyDataError as exc:
         raise MalformedFileError(path, "file has no header and no rows") from exc
     except pd.errors.ParserError as exc:

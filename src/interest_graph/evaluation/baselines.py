@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -33,7 +36,7 @@ class RandomBaseline:
         self.candidates = np.flatnonzero(split.candidates)
         self.n_items = split.n_items
         rng = np.random.default_rng(self.seed)
-        self.states: dict[int, dict[str, object]] = {}
+        self.states: dict[int, Mapping[str, Any]] = {}
         for user in split.test_users:
             self.states[int(user)] = rng.bit_generator.state
             rng.permutation(self.candidates.size)
@@ -74,7 +77,9 @@ class ItemKNNBaseline:
 
     def fit(self, split: EvaluationSplit) -> None:
         degree = np.asarray(split.train.sum(axis=0)).ravel()
-        inv_sqrt = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
+        inv_sqrt = np.divide(
+            1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0
+        )
         self.train = split.train
         self.normalised = (split.train @ sp.diags(inv_sqrt.astype(np.float32))).tocsr()
         self.normalised_t = self.normalised.T.tocsr()
@@ -96,7 +101,8 @@ class EASEBaseline:
         if split.n_items > EASE_MAX_ITEMS:
             raise ConfigError(
                 f"EASE needs a dense {split.n_items}² inverse "
-                f"({split.n_items**2 * 8 / 2**30:.1f} GiB); limit is {EASE_MAX_ITEMS} items"
+                f"({split.n_items**2 * 8 / 2**30:.1f} GiB); "
+                f"the limit is {EASE_MAX_ITEMS} items"
             )
         gram = (split.train.T @ split.train).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
@@ -126,7 +132,9 @@ class TextKNNBaseline:
         from interest_graph.text_encoder import encode_texts
 
         if split.item_text is None:
-            raise ConfigError(f"protocol {split.protocol} has no item text for text-knn")
+            raise ConfigError(
+                f"protocol {split.protocol} has no item text for text-knn"
+            )
         self.item_vectors = encode_texts(list(split.item_text), self.settings.text)
         counts = np.asarray(split.train.sum(axis=1)).ravel()
         profile = split.train @ self.item_vectors
@@ -143,7 +151,13 @@ BASELINES = ("random", "popularity", "itemknn", "ease", "text-knn")
 
 def make_baseline(
     name: str, settings: Settings
-) -> RandomBaseline | PopularityBaseline | ItemKNNBaseline | EASEBaseline | TextKNNBaseline:
+) -> (
+    RandomBaseline
+    | PopularityBaseline
+    | ItemKNNBaseline
+    | EASEBaseline
+    | TextKNNBaseline
+):
     """Build a baseline by name (``ease`` takes ``evaluation.ease_lambda``)."""
     if name == "random":
         return RandomBaseline(settings.evaluation.seed)

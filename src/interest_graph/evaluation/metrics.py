@@ -38,7 +38,7 @@ class RankingMetrics:
     _recommended: set[int] = field(default_factory=set)
 
     def update(self, top_k: np.ndarray, ground_truth: sp.csr_matrix) -> None:
-        """Add a batch: ``top_k`` item indices (users × k), ``ground_truth`` rows alike."""
+        """Add a batch: ``top_k`` item indices (users × k), ground truth rows alike."""
         if top_k.shape[1] != self.k:
             raise ValueError(f"top_k has {top_k.shape[1]} columns, expected {self.k}")
         hits = hits_at_k(top_k, ground_truth).astype(np.float64)

@@ -76,12 +76,14 @@ class EvaluationSplit:
 def _matrix(
     pairs: pd.DataFrame, user_index: pd.Index, item_index: pd.Index
 ) -> sp.csr_matrix:
-    rows = user_index.get_indexer(pairs["user_id"])
-    cols = item_index.get_indexer(pairs["item_id"])
+    rows = user_index.get_indexer(pd.Index(pairs["user_id"]))
+    cols = item_index.get_indexer(pd.Index(pairs["item_id"]))
     if (rows < 0).any() or (cols < 0).any():
         raise ValueError("pairs reference users or items outside the index")
     data = np.ones(rows.size, dtype=np.float32)
-    matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(user_index), len(item_index)))
+    matrix = sp.csr_matrix(
+        (data, (rows, cols)), shape=(len(user_index), len(item_index))
+    )
     matrix.sum_duplicates()
     matrix.data[:] = 1.0  # implicit feedback: bought at least once
     return matrix
@@ -200,39 +202,46 @@ def gowalla_split(source: Path) -> EvaluationSplit:
 
 
 def _shop_tables(source: Path) -> ShopTables:
+    """A canonical data folder, or a raw Online Retail file."""
     if source.is_dir():
         return ShopTables.read(source)
     return load_online_retail(source)[0]
 
 
-def _shop_test_start(tables: ShopTables) -> pd.Timestamp:
+def _online_retail_temporal(source: Path) -> EvaluationSplit:
+    tables = load_online_retail(source)[0]
+    return temporal_split("online-retail-temporal", tables, ONLINE_RETAIL_TEST_START)
+
+
+def _online_retail_cold_items(source: Path) -> EvaluationSplit:
+    tables = load_online_retail(source)[0]
+    return cold_item_split("online-retail-cold-items", tables, ONLINE_RETAIL_TEST_START)
+
+
+def shop_test_start(tables: ShopTables) -> pd.Timestamp:
+    """First day of a shop's test period: the last ``SHOP_TEST_DAYS`` days."""
     last_day = tables.events["timestamp"].max().normalize()
     return last_day - pd.Timedelta(days=SHOP_TEST_DAYS - 1)
 
 
+def _shop_temporal(source: Path) -> EvaluationSplit:
+    tables = _shop_tables(source)
+    return temporal_split("shop-temporal", tables, shop_test_start(tables))
+
+
+def _shop_cold_items(source: Path) -> EvaluationSplit:
+    tables = _shop_tables(source)
+    return cold_item_split("shop-cold-items", tables, shop_test_start(tables))
+
+
 PROTOCOLS: dict[str, Callable[[Path], EvaluationSplit]] = {
-    "online-retail-temporal": lambda source: temporal_split(
-        "online-retail-temporal",
-        load_online_retail(source)[0],
-        ONLINE_RETAIL_TEST_START,
-    ),
-    "online-retail-cold-items": lambda source: cold_item_split(
-        "online-retail-cold-items",
-        load_online_retail(source)[0],
-        ONLINE_RETAIL_TEST_START,
-    ),
+    "online-retail-temporal": _online_retail_temporal,
+    "online-retail-cold-items": _online_retail_cold_items,
     "gowalla-lightgcn": gowalla_split,
-    # Any canonical shop (synthetic or your own): the last two weeks are the test.
-    "shop-temporal": lambda source: (
-        lambda tables: temporal_split(
-            "shop-temporal", tables, _shop_test_start(tables)
-        )
-    )(_shop_tables(source)),
-    "shop-cold-items": lambda source: (
-        lambda tables: cold_item_split(
-            "shop-cold-items", tables, _shop_test_start(tables)
-        )
-    )(_shop_tables(source)),
+    # Any canonical shop (synthetic or your own): the last two weeks are the test,
+    # every event type counts as an interaction.
+    "shop-temporal": _shop_temporal,
+    "shop-cold-items": _shop_cold_items,
 }
 
 

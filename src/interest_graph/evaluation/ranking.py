@@ -1,4 +1,4 @@
-"""Rank candidates for test users, score the ranking, and read/write recommendation files.
+"""Rank candidates for test users, score rankings, read and write recommendation files.
 
 The batch command and the evaluation share :func:`top_k_items`, so a recommendation
 file scores exactly what ``evaluate`` reports.
@@ -49,9 +49,9 @@ def top_k_items(
         table[:, torch.from_numpy(~split.candidates)] = -torch.inf
     seen = split.train[users]
     rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-    table[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = (
-        -torch.inf
-    )
+    table[
+        torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))
+    ] = -torch.inf
     k_eff = min(k, table.shape[1])
     # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
     top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)

@@ -1,0 +1,263 @@
+"""The ``interest-graph`` command line: thin wrappers over the stage entry functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interest_graph import stages
+from interest_graph.config import Settings, load_settings
+from interest_graph.errors import InterestGraphError
+from interest_graph.evaluation.baselines import BASELINES
+from interest_graph.evaluation.protocols import PROTOCOLS
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    help="User interest graph and recommendations for an online shop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Load, generate and validate shop data.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+# Wide enough for the metrics table when output goes to a file or a CI log.
+console = Console(width=max(Console().width, 120))
+err_console = Console(stderr=True)
+
+ProtocolOption = Annotated[
+    str, typer.Option(help=f"Evaluation protocol: {', '.join(PROTOCOLS)}.")
+]
+SourceOption = Annotated[
+    Path,
+    typer.Option(
+        help="Raw Online Retail file, Gowalla folder, or canonical data folder."
+    ),
+]
+ModelOption = Annotated[str, typer.Option(help=f"Model: {', '.join(BASELINES)}.")]
+
+
+def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Print the project's own errors as one line and exit 2, without a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except InterestGraphError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from exc
+
+    return wrapper
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.callback()
+@_clear_errors
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML settings file (or $INTEREST_GRAPH_CONFIG); "
+            "INTEREST_GRAPH__SECTION__KEY variables override it.",
+        ),
+    ] = None,
+) -> None:
+    """User interest graph and recommendations for an online shop."""
+    ctx.obj = load_settings(config)
+
+
+def print_metrics_table(rows: Iterable[dict[str, Any]], k: int) -> None:
+    """Print metrics rows as one table."""
+    table = Table(title="Evaluation")
+    columns = ["protocol", "model", "users", f"recall@{k}", f"ndcg@{k}", f"hit@{k}"]
+    columns += [f"coverage@{k}", "seconds"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:2] else "right")
+    for row in rows:
+        cells = [
+            f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+            for c in columns
+        ]
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command()
+@_clear_errors
+def run(
+    ctx: typer.Context,
+    online_retail: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run on this Online Retail file instead of a synthetic shop."
+        ),
+    ] = None,
+) -> None:
+    """The main job end to end: data, validation, baselines, evaluation table."""
+    from interest_graph.main_job import run_main_job
+
+    settings = _settings(ctx)
+    report = run_main_job(settings, online_retail)
+    totals = report["ingest"]["totals"]
+    console.print(
+        f"data: {report['data']}  rows in {totals['rows_in']}, accepted "
+        f"{totals['accepted']}, quarantined {totals['quarantined']}"
+    )
+    print_metrics_table(report["evaluation"], settings.evaluation.k)
+    console.print(f"step seconds: {report['seconds']}")
+    console.print(f"written: {report['run_dir']}/evaluation.json")
+
+
+@data_app.command("synth")
+@_clear_errors
+def data_synth(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Data folder to write.")] = None,
+    users: Annotated[int | None, typer.Option(help="Number of users.")] = None,
+    items: Annotated[int | None, typer.Option(help="Number of items.")] = None,
+    events: Annotated[int | None, typer.Option(help="Number of events.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    interest_drift: Annotated[
+        float | None, typer.Option(help="Share of interest moved by the last day.")
+    ] = None,
+    price_drift: Annotated[
+        float | None, typer.Option(help="Relative price change over the period.")
+    ] = None,
+) -> None:
+    """Generate a synthetic shop (deterministic by seed) as canonical tables."""
+    settings = _settings(ctx)
+    overrides = {
+        key: value
+        for key, value in {
+            "users": users,
+            "items": items,
+            "events": events,
+            "seed": seed,
+            "interest_drift": interest_drift,
+            "price_drift": price_drift,
+        }.items()
+        if value is not None
+    }
+    synth = settings.synth.model_validate({**settings.synth.model_dump(), **overrides})
+    settings = settings.model_copy(update={"synth": synth})
+    target = out or settings.paths.data_dir / "synth"
+    result = stages.ingest("synth", None, target, settings)
+    console.print_json(json.dumps({k: str(v) for k, v in result.tables.items()}))
+
+
+@data_app.command("load")
+@_clear_errors
+def data_load(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="online-retail | gowalla | custom-shop")],
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="File (online-retail) or folder (gowalla); custom-shop "
+            "takes its files from the `shop` section of the config."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Data folder to write.")] = None,
+) -> None:
+    """Load a shop, writing canonical Parquet, quarantine files and a summary JSON."""
+    if kind not in ("online-retail", "gowalla", "custom-shop"):
+        raise InterestGraphError(
+            f"unknown kind {kind!r}; choose online-retail, gowalla or custom-shop"
+        )
+    settings = _settings(ctx)
+    target = out or settings.paths.data_dir / kind
+    result = stages.ingest(kind, source, target, settings)  # type: ignore[arg-type]
+    console.print_json(json.dumps(result.summary))
+    console.print(f"summary: {result.summary_path}")
+
+
+@data_app.command("validate")
+@_clear_errors
+def data_validate(
+    data_dir: Annotated[Path, typer.Argument(help="Canonical data folder.")],
+) -> None:
+    """Check canonical tables: schema, event types, references; exit 1 on problems."""
+    from interest_graph.data.validate import table_problems
+    from interest_graph.schema import ShopTables
+
+    try:
+        tables = ShopTables.read(data_dir)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InterestGraphError(
+            f"{data_dir}: not a canonical data folder ({exc})"
+        ) from exc
+    problems = table_problems(tables)
+    for problem in problems:
+        err_console.print(f"problem: {problem}", markup=False)
+    sizes = {name: len(getattr(tables, name)) for name in ("events", "items", "users")}
+    console.print(f"{data_dir}: {sizes}, {len(problems)} problems")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
+def evaluate(
+    ctx: typer.Context,
+    protocol: ProtocolOption,
+    source: SourceOption,
+    model: ModelOption = "popularity",
+    out: Annotated[
+        Path | None, typer.Option(help="Write the metrics JSON here.")
+    ] = None,
+    recs: Annotated[
+        Path | None,
+        typer.Option(help="Score this recommendation file instead of running --model."),
+    ] = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Cut-off (default 20).")] = None,
+) -> None:
+    """Score a model or a recommendation file on a protocol."""
+    settings = _with_k(_settings(ctx), k)
+    result = stages.evaluate(protocol, source, model, settings, out, recs)
+    print_metrics_table([result], settings.evaluation.k)
+    console.print_json(json.dumps(result))
+
+
+@app.command()
+@_clear_errors
+def recommend(
+    ctx: typer.Context,
+    protocol: ProtocolOption,
+    source: SourceOption,
+    out: Annotated[Path, typer.Option(help="Parquet, or CSV if the name ends .csv.")],
+    model: ModelOption = "popularity",
+    k: Annotated[int, typer.Option(min=1, max=10_000, help="Items per user.")] = 20,
+) -> None:
+    """Write top-k recommendations (user_id, item_id, rank, score) for test users."""
+    settings = _settings(ctx)
+    path = stages.recommend(protocol, source, model, out, settings, k)
+    console.print(f"written: {path}")
+
+
+def _with_k(settings: Settings, k: int | None) -> Settings:
+    if k is None:
+        return settings
+    evaluation = settings.evaluation.model_copy(update={"k": k})
+    return settings.model_copy(update={"evaluation": evaluation})
+
+
+if __name__ == "__main__":
+    app()

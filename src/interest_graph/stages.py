@@ -1,0 +1,195 @@
+"""Stage entry functions: explicit inputs and outputs (paths in, paths out, settings).
+
+The CLI, the Kubeflow components and the tests are thin callers of these. Later
+stages (features, embed, train, tune, register, serve, monitor) add theirs here in
+the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from interest_graph.config import Settings
+from interest_graph.data.custom_shop import load_custom_shop
+from interest_graph.data.gowalla import load_gowalla
+from interest_graph.data.online_retail import load_online_retail
+from interest_graph.data.quarantine import IngestReport, RowTriage
+from interest_graph.data.synth import generate_shop
+from interest_graph.errors import ConfigError
+from interest_graph.evaluation.baselines import make_baseline
+from interest_graph.evaluation.protocols import EvaluationSplit, build_split
+from interest_graph.evaluation.ranking import (
+    Recommender,
+    rank_test_users,
+    read_recommendations,
+    recommendation_frame,
+    score_ranking,
+    write_recommendations,
+)
+from interest_graph.logs import get_logger
+from interest_graph.schema import ShopTables
+
+log = get_logger("stages")
+
+SourceKind = Literal["online-retail", "gowalla", "custom-shop", "synth"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``ingest`` wrote: table paths, the summary JSON and its content."""
+
+    tables: dict[str, Path]
+    summary_path: Path
+    summary: dict[str, Any]
+
+
+def ingest(
+    kind: SourceKind,
+    source: str | Path | None,
+    out_dir: str | Path,
+    settings: Settings,
+) -> IngestResult:
+    """Load a shop into canonical Parquet under ``out_dir``, quarantining bad rows.
+
+    Args:
+        kind: ``online-retail`` (file), ``gowalla`` (folder), ``custom-shop`` (files
+            and column mapping from ``settings.shop``) or ``synth`` (generated from
+            ``settings.synth``; ``source`` is ignored).
+        source: the input file or folder.
+        out_dir: the data directory to write.
+        settings: the platform settings.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report: IngestReport
+    if kind == "gowalla":
+        if source is None:
+            raise ConfigError("gowalla needs the folder with train.txt and test.txt")
+        data = load_gowalla(source)
+        # No timestamps in this split: it stays two interaction tables, not events.
+        paths = {}
+        for split_name, pairs in (("train", data.train), ("test", data.test)):
+            path = out / f"interactions_{split_name}.parquet"
+            pairs.astype(str).rename(
+                columns={"user": "user_id", "item": "item_id"}
+            ).to_parquet(path, index=False)
+            paths[f"interactions_{split_name}"] = path
+        report = data.report
+    else:
+        tables: ShopTables
+        if kind == "online-retail":
+            if source is None:
+                raise ConfigError("online-retail needs the path of the UCI file")
+            tables, report = load_online_retail(source)
+        elif kind == "custom-shop":
+            tables, report = load_custom_shop(settings.shop)
+        elif kind == "synth":
+            tables = generate_shop(settings.synth)
+            report = IngestReport(loader="synth")
+            for name in ("events", "items", "users"):
+                # Generated rows are canonical by construction: all accepted, counted.
+                report.add(name, RowTriage(f"generated {name}", getattr(tables, name)))
+        else:
+            raise ConfigError(f"unknown source kind {kind!r}")
+        paths = tables.write(out)
+    summary_path = report.write(out)
+    summary = report.as_dict()
+    log.info(
+        "ingested %s: %d rows in, %d accepted, %d quarantined -> %s",
+        kind,
+        summary["totals"]["rows_in"],
+        summary["totals"]["accepted"],
+        summary["totals"]["quarantined"],
+        out,
+    )
+    return IngestResult(tables=paths, summary_path=summary_path, summary=summary)
+
+
+def resolve_model(name: str, settings: Settings) -> Recommender:
+    """A model by name. Baselines now; trained artifacts (a path) join with training."""
+    return make_baseline(name, settings)
+
+
+def _fitted(
+    split: EvaluationSplit, model_name: str, settings: Settings
+) -> tuple[Recommender, float]:
+    model = resolve_model(model_name, settings)
+    started = time.perf_counter()
+    model.fit(split)
+    return model, time.perf_counter() - started
+
+
+def evaluate_on_split(
+    split: EvaluationSplit, model: str, settings: Settings
+) -> dict[str, Any]:
+    """Fit ``model`` on ``split.train``, rank the test users and score the ranking."""
+    started = time.perf_counter()
+    fitted, fit_seconds = _fitted(split, model, settings)
+    top_k, _ = rank_test_users(
+        fitted, split, settings.evaluation.k, settings.evaluation.user_batch_size
+    )
+    result: dict[str, Any] = {"protocol": split.protocol, "model": model}
+    result.update(score_ranking(split, top_k))
+    result["fit_seconds"] = round(fit_seconds, 3)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def evaluate(
+    protocol: str,
+    source: str | Path,
+    model: str,
+    settings: Settings,
+    out: str | Path | None = None,
+    recommendations: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score ``model`` (or a recommendation file) on ``protocol``.
+
+    Args:
+        protocol: a protocol of EVALUATION.md (or ``shop-*`` for canonical data).
+        source: the raw file or folder the protocol reads.
+        model: a model name; only a label when ``recommendations`` is given.
+        settings: the platform settings (``evaluation.k`` is the cut-off).
+        out: where to write the metrics JSON.
+        recommendations: a recommendation file to score instead of running ``model``.
+
+    Returns:
+        ``protocol``, ``model``, ``users``, ``recall@K``, ``ndcg@K``, ``hit@K``,
+        ``coverage@K`` and timings.
+    """
+    split = build_split(protocol, source)
+    log.info("%s: %s", protocol, split.describe())
+    if recommendations is None:
+        result = evaluate_on_split(split, model, settings)
+    else:
+        top_k = read_recommendations(split, recommendations, settings.evaluation.k)
+        result = {"protocol": protocol, "model": model, **score_ranking(split, top_k)}
+        result["recommendations"] = str(recommendations)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def recommend(
+    protocol: str,
+    source: str | Path,
+    model: str,
+    out: str | Path,
+    settings: Settings,
+    k: int | None = None,
+) -> Path:
+    """Write the top-``k`` recommendation file for the protocol's test users."""
+    split = build_split(protocol, source)
+    fitted, _ = _fitted(split, model, settings)
+    k = k or settings.evaluation.k
+    items, scores = rank_test_users(
+        fitted, split, k, settings.evaluation.user_batch_size
+    )
+    path = write_recommendations(recommendation_frame(split, items, scores), out)
+    log.info("wrote %d users' top-%d to %s", split.test_users.size, k, path)
+    return path
