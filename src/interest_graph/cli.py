@@ -33,7 +33,6 @@ app.add_typer(data_app, name="data")
 
 # Wide enough for the metrics table when output goes to a file or a CI log.
 console = Console(width=max(Console().width, 120))
-err_console = Console(stderr=True)
 
 ProtocolOption = Annotated[
     str, typer.Option(help=f"Evaluation protocol: {', '.join(PROTOCOLS)}.")
@@ -55,7 +54,7 @@ def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except InterestGraphError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
 
     return wrapper
@@ -206,9 +205,9 @@ def data_validate(
         ) from exc
     problems = table_problems(tables)
     for problem in problems:
-        err_console.print(f"problem: {problem}", markup=False)
+        typer.echo(f"problem: {problem}", err=True)
     sizes = {name: len(getattr(tables, name)) for name in ("events", "items", "users")}
-    console.print(f"{data_dir}: {sizes}, {len(problems)} problems")
+    typer.echo(f"{data_dir}: {sizes}, {len(problems)} problems")
     if problems:
         raise typer.Exit(1)
 

@@ -125,24 +125,12 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     assert "not UTF-8" in caught.value.problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: '1.0' passes the integer check (to_numeric) but the accepted "
-    "text is then cast with astype('int64'), which raises a bare ValueError",
-)
 def test_float_written_integer_does_not_crash(tmp_path: Path) -> None:
     data = load_gowalla(_folder(tmp_path, train="0 1.0 2\n", test="0 3\n"))
     counts = data.report.as_dict()["files"]["train"]
     assert counts["rows_in"] == counts["accepted"] + counts["quarantined"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: duplicates are found on the raw text, so '05' and '5' both "
-    "become the accepted pair (0, 5) and the train frame holds it twice",
-)
 def test_same_pair_written_differently_is_a_duplicate(tmp_path: Path) -> None:
     data = load_gowalla(_folder(tmp_path, train="0 5 05\n", test="0 3\n"))
     assert data.train.values.tolist() == [[0, 5]]

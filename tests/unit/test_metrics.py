@@ -149,13 +149,6 @@ def test_compute_without_users_is_an_error() -> None:
         RankingMetrics(k=3, n_candidates=N_ITEMS).compute()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: hits_at_k indexes the CSR matrix with empty arrays when no rank "
-    "holds an item; scipy returns a sparse (1, 0) matrix, not an array, and the "
-    "'> 0' comparison raises 'truth value of an array ... is ambiguous'",
-)
 def test_batch_with_only_empty_rankings_scores_zero() -> None:
     metrics = RankingMetrics(k=3, n_candidates=N_ITEMS)
     metrics.update(np.full((2, 3), NO_ITEM), _truth({1}, {2}))

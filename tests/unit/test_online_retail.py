@@ -325,3 +325,20 @@ def test_missing_uci_columns(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MalformedFileError, match="does not exist"):
         load_online_retail(tmp_path / "Online Retail.xlsx")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".xlsx"])
+def test_text_columns_give_the_csv_result_in_every_format(
+    tmp_path: Path, suffix: str
+) -> None:
+    reference, reference_report = load_online_retail(_write_csv(tmp_path))
+    path = tmp_path / f"retail{suffix}"
+    if suffix == ".parquet":
+        _raw_frame().to_parquet(path, index=False)
+    else:
+        _raw_frame().to_excel(path, index=False, engine="openpyxl")
+    tables, report = load_online_retail(path)
+    for table in ("events", "items", "users"):
+        pd.testing.assert_frame_equal(getattr(tables, table), getattr(reference, table))
+    assert report.files["events"].quarantined == EXPECTED_REASONS
+    assert report.files["events"].accepted == reference_report.files["events"].accepted

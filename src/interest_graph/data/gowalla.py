@@ -69,13 +69,11 @@ def load_gowalla(folder: str | Path) -> GowallaData:
         whole &= (user == np.floor(user)) & (item == np.floor(item))
         triage.reject(~whole, "id not an integer")
         triage.reject((user < 0) | (item < 0), "negative id")
-        triage.reject(raw[["user", "item"]].duplicated(), "duplicate")
-        accepted = triage.accepted()
-        splits[file_name.removesuffix(".txt")] = pd.DataFrame(
-            {
-                "user": accepted["user"].astype("int64"),
-                "item": accepted["item"].astype("int64"),
-            }
-        ).reset_index(drop=True)
+        # Compare parsed ids, so "5" and "05" are the same pair.
+        pairs = pd.DataFrame({"user": user, "item": item})
+        triage.reject(pairs.duplicated(), "duplicate")
+        splits[file_name.removesuffix(".txt")] = (
+            pairs[triage.accepted_mask].astype("int64").reset_index(drop=True)
+        )
         report.add(file_name.removesuffix(".txt"), triage)
     return GowallaData(train=splits["train"], test=splits["test"], report=report)

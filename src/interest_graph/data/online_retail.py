@@ -62,6 +62,7 @@ def load_online_retail(path: str | Path) -> tuple[ShopTables, IngestReport]:
     triage.reject(~stock_code.str.match(PRODUCT_CODE), "non-product code")
     triage.reject(quantity.isna(), "unparseable quantity")
     triage.reject(quantity <= 0, "non-positive quantity")
+    triage.reject(quantity != np.floor(quantity), "quantity not a whole number")
     triage.reject(price.isna(), "unparseable price")
     triage.reject(price <= 0, "non-positive price")
     # An exact repeat of an earlier invoice line is a double export, not a second sale.

@@ -22,7 +22,8 @@ def hits_at_k(top_k: np.ndarray, ground_truth: sp.csr_matrix) -> np.ndarray:
     valid = cols != NO_ITEM
     hits = np.zeros(top_k.size, dtype=bool)
     # CSR fancy indexing returns the stored value (1) or 0 for each (row, col) pair.
-    hits[valid] = np.asarray(truth[rows[valid], cols[valid]]).ravel() > 0
+    if valid.any():
+        hits[valid] = np.asarray(truth[rows[valid], cols[valid]]).ravel() > 0
     return hits.reshape(top_k.shape)
 
 

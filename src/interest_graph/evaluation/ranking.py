@@ -7,7 +7,7 @@ file scores exactly what ``evaluate`` reports.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from interest_graph.errors import MalformedFileError
 from interest_graph.evaluation.metrics import NO_ITEM, RankingMetrics
 from interest_graph.evaluation.protocols import EvaluationSplit
 from interest_graph.logs import progress
+
+if TYPE_CHECKING:
+    import torch
 
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score")
 
@@ -44,7 +47,8 @@ def top_k_items(
     """
     import torch
 
-    table = torch.tensor(np.asarray(scores, dtype=np.float32))  # a copy we may mask
+    # A contiguous copy we may mask (models may hand back views or broadcasts).
+    table = torch.tensor(np.ascontiguousarray(scores, dtype=np.float32))
     if not split.candidates.all():
         table[:, torch.from_numpy(~split.candidates)] = -torch.inf
     seen = split.train[users]
@@ -55,6 +59,7 @@ def top_k_items(
     k_eff = min(k, table.shape[1])
     # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
     top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)
+    _lowest_items_win_ties_at_the_cut(table, top_scores, top_items)
     part, part_scores = top_items.numpy(), top_scores.numpy()
     # Best score first; equal scores by item index, so rankings are reproducible.
     order = np.lexsort((part, -part_scores), axis=1)
@@ -68,6 +73,39 @@ def top_k_items(
         items = np.pad(items, pad, constant_values=NO_ITEM)
         best = np.pad(best, pad, constant_values=np.nan)
     return items, best
+
+
+def _lowest_items_win_ties_at_the_cut(
+    table: torch.Tensor, top_scores: torch.Tensor, top_items: torch.Tensor
+) -> None:
+    """Where the k-th score is shared with items left out, keep the lowest indices.
+
+    torch.topk picks arbitrary members of a tied group; this makes the choice the
+    documented one. Rows without such a tie (nearly all) are untouched.
+    """
+    import torch
+
+    k = top_items.shape[1]
+    cut = top_scores.min(dim=1).values
+    # Exactly k items score >= the k-th score unless a tie straddles the cut.
+    at_least_cut = (table >= cut[:, None]).sum(dim=1, dtype=torch.int32)
+    rows = torch.nonzero((at_least_cut > k) & torch.isfinite(cut)).flatten()
+    if rows.numel() == 0:
+        return
+    row_cut = cut[rows, None]
+    # Items above the cut are all in the top k already; sort them to the front.
+    row_scores, order = torch.sort(top_scores[rows], dim=1, descending=True)
+    row_items = torch.gather(top_items[rows], 1, order)
+    n_above = (row_scores > row_cut).sum(dim=1, keepdim=True)
+    # The lowest-indexed tied items fill the remaining slots.
+    columns = torch.arange(table.shape[1], dtype=torch.int32)
+    tied_columns = torch.where(table[rows] == row_cut, columns, table.shape[1])
+    lowest_tied = torch.topk(tied_columns, k, dim=1, largest=False).values
+    slot = torch.arange(k)[None, :]
+    from_ties = torch.gather(lowest_tied, 1, (slot - n_above).clamp(min=0))
+    chosen = torch.where(slot < n_above, row_items, from_ties.long())
+    top_items[rows] = chosen
+    top_scores[rows] = torch.gather(table[rows], 1, chosen)
 
 
 def rank_test_users(
@@ -125,8 +163,9 @@ def read_recommendations(
 ) -> np.ndarray:
     """Read a recommendation file into a top-k matrix aligned with ``split.test_users``.
 
-    Test users missing from the file get empty rankings (they count as misses);
-    unknown users or items, or a rank outside 1..k, are errors.
+    Test users missing from the file get empty rankings (they count as misses); rows
+    ranked below k are ignored, so a top-50 file scores at k = 20. Unknown users or
+    items, a rank below 1, a repeated rank or a repeated item are errors.
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
@@ -147,6 +186,8 @@ def read_recommendations(
         raise MalformedFileError(path, "has items outside the split's catalogue")
     if (frame["rank"] < 1).any() or frame.duplicated(["user_id", "rank"]).any():
         raise MalformedFileError(path, "ranks must be unique per user and start at 1")
+    if frame.duplicated(["user_id", "item_id"]).any():
+        raise MalformedFileError(path, "an item appears more than once for a user")
     top_k = np.full((split.test_users.size, k), NO_ITEM, dtype=np.int64)
     top_k[user_pos, frame["rank"].to_numpy() - 1] = item_pos
     return top_k
