@@ -100,6 +100,29 @@ def _item_text(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
     return joined.to_numpy(dtype=object)
 
 
+def _split(
+    protocol: str,
+    tables: ShopTables,
+    users: pd.Index,
+    items: pd.Index,
+    train_pairs: pd.DataFrame,
+    truth_pairs: pd.DataFrame,
+    candidates: np.ndarray,
+) -> EvaluationSplit:
+    """Assemble a split; test users are the users with ground truth, in id order."""
+    test_users = np.sort(users.get_indexer(pd.Index(truth_pairs["user_id"].unique())))
+    return EvaluationSplit(
+        protocol=protocol,
+        user_ids=users.to_numpy(dtype=object),
+        item_ids=items.to_numpy(dtype=object),
+        train=_matrix(train_pairs, users, items),
+        test_users=test_users,
+        ground_truth=_matrix(truth_pairs, users, items)[test_users],
+        candidates=candidates,
+        item_text=_item_text(tables.items, items),
+    )
+
+
 def temporal_split(
     protocol: str, tables: ShopTables, test_start: pd.Timestamp
 ) -> EvaluationSplit:
@@ -113,27 +136,16 @@ def temporal_split(
     train_pairs = _unique_pairs(events[before])
     users = pd.Index(np.sort(train_pairs["user_id"].unique()))
     items = pd.Index(np.sort(train_pairs["item_id"].unique()))
-    train = _matrix(train_pairs, users, items)
 
-    # Only test-period events count as ground truth: the training matrix above was
-    # built from events strictly before test_start, so no test pair leaks into it.
+    # Only test-period events count as ground truth: training pairs come from events
+    # strictly before test_start, so no test pair leaks into the training matrix.
     test_pairs = _unique_pairs(events[~before])
     known = test_pairs["user_id"].isin(users) & test_pairs["item_id"].isin(items)
     test_pairs = test_pairs[known]
     seen = pd.MultiIndex.from_frame(train_pairs)
     test_pairs = test_pairs[~pd.MultiIndex.from_frame(test_pairs).isin(seen)]
-    test_users = np.sort(users.get_indexer(test_pairs["user_id"].unique()))
-    truth = _matrix(test_pairs, users, items)[test_users]
-    return EvaluationSplit(
-        protocol=protocol,
-        user_ids=users.to_numpy(dtype=object),
-        item_ids=items.to_numpy(dtype=object),
-        train=train,
-        test_users=test_users,
-        ground_truth=truth,
-        candidates=np.ones(len(items), dtype=bool),
-        item_text=_item_text(tables.items, items),
-    )
+    candidates = np.ones(len(items), dtype=bool)
+    return _split(protocol, tables, users, items, train_pairs, test_pairs, candidates)
 
 
 def cold_item_split(
@@ -158,20 +170,9 @@ def cold_item_split(
     # Held-out items keep their column but not one interaction: models see only text.
     users = pd.Index(np.sort(kept_pairs["user_id"].unique()))
     items = pd.Index(sorted_items)
-    train = _matrix(kept_pairs, users, items)
     held_pairs = held_pairs[held_pairs["user_id"].isin(users)]
-    test_users = np.sort(users.get_indexer(held_pairs["user_id"].unique()))
-    truth = _matrix(held_pairs, users, items)[test_users]
-    return EvaluationSplit(
-        protocol=protocol,
-        user_ids=users.to_numpy(dtype=object),
-        item_ids=items.to_numpy(dtype=object),
-        train=train,
-        test_users=test_users,
-        ground_truth=truth,
-        candidates=items.isin(held_out),
-        item_text=_item_text(tables.items, items),
-    )
+    candidates = items.isin(held_out)
+    return _split(protocol, tables, users, items, kept_pairs, held_pairs, candidates)
 
 
 def gowalla_split(source: Path) -> EvaluationSplit:
