@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from interest_graph.config import SynthConfig
+from interest_graph.logs import progress
 from interest_graph.schema import EVENT_TYPES, ShopTables, conform
 
 # Hand-written shop vocabulary; its words never repeat across categories so that an
@@ -198,7 +199,8 @@ def generate_shop(config: SynthConfig) -> ShopTables:
     view_user = np.repeat(np.arange(config.users, dtype=np.int32), views_per_user)
     view_time = _sample_times(rng, n_views, config.days, start)
     view_item = np.empty(n_views, dtype=np.int32)
-    for lo in range(0, n_views, _CHUNK):
+    chunks = range(0, n_views, _CHUNK)
+    for lo in progress(chunks, desc="generating views", total=len(chunks)):
         hi = min(lo + _CHUNK, n_views)
         users = view_user[lo:hi]
         cats = _choose_categories(
