@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from functools import wraps
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from interest_graph import stages
+from interest_graph.cli_support import clear_errors, root_settings
 from interest_graph.config import Settings, load_settings
+from interest_graph.embeddings.cli import register as register_embed
 from interest_graph.errors import InterestGraphError
 from interest_graph.evaluation.baselines import BASELINES
 from interest_graph.evaluation.protocols import PROTOCOLS
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from interest_graph.features.cli import features_app
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",
@@ -30,6 +29,8 @@ data_app = typer.Typer(
     help="Load, generate and validate shop data.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+register_embed(app)
 
 # Wide enough for the metrics table when output goes to a file or a CI log.
 console = Console(width=max(Console().width, 120))
@@ -46,28 +47,8 @@ SourceOption = Annotated[
 ModelOption = Annotated[str, typer.Option(help=f"Model: {', '.join(BASELINES)}.")]
 
 
-def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Print the project's own errors as one line and exit 2, without a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except InterestGraphError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
-
-    return wrapper
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 @app.callback()
-@_clear_errors
+@clear_errors
 def main(
     ctx: typer.Context,
     config: Annotated[
@@ -100,7 +81,7 @@ def print_metrics_table(rows: Iterable[dict[str, Any]], k: int) -> None:
 
 
 @app.command()
-@_clear_errors
+@clear_errors
 def run(
     ctx: typer.Context,
     online_retail: Annotated[
@@ -113,7 +94,7 @@ def run(
     """The main job end to end: data, validation, baselines, evaluation table."""
     from interest_graph.main_job import run_main_job
 
-    settings = _settings(ctx)
+    settings = root_settings(ctx)
     report = run_main_job(settings, online_retail)
     totals = report["ingest"]["totals"]
     console.print(
@@ -126,7 +107,7 @@ def run(
 
 
 @data_app.command("synth")
-@_clear_errors
+@clear_errors
 def data_synth(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option(help="Data folder to write.")] = None,
@@ -142,7 +123,7 @@ def data_synth(
     ] = None,
 ) -> None:
     """Generate a synthetic shop (deterministic by seed) as canonical tables."""
-    settings = _settings(ctx)
+    settings = root_settings(ctx)
     overrides = {
         key: value
         for key, value in {
@@ -163,7 +144,7 @@ def data_synth(
 
 
 @data_app.command("load")
-@_clear_errors
+@clear_errors
 def data_load(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="online-retail | gowalla | custom-shop")],
@@ -181,7 +162,7 @@ def data_load(
         raise InterestGraphError(
             f"unknown kind {kind!r}; choose online-retail, gowalla or custom-shop"
         )
-    settings = _settings(ctx)
+    settings = root_settings(ctx)
     target = out or settings.paths.data_dir / kind
     result = stages.ingest(kind, source, target, settings)  # type: ignore[arg-type]
     console.print_json(json.dumps(result.summary))
@@ -189,7 +170,7 @@ def data_load(
 
 
 @data_app.command("validate")
-@_clear_errors
+@clear_errors
 def data_validate(
     data_dir: Annotated[Path, typer.Argument(help="Canonical data folder.")],
 ) -> None:
@@ -213,7 +194,7 @@ def data_validate(
 
 
 @app.command()
-@_clear_errors
+@clear_errors
 def evaluate(
     ctx: typer.Context,
     protocol: ProtocolOption,
@@ -229,14 +210,14 @@ def evaluate(
     k: Annotated[int | None, typer.Option(min=1, help="Cut-off (default 20).")] = None,
 ) -> None:
     """Score a model or a recommendation file on a protocol."""
-    settings = _with_k(_settings(ctx), k)
+    settings = _with_k(root_settings(ctx), k)
     result = stages.evaluate(protocol, source, model, settings, out, recs)
     print_metrics_table([result], settings.evaluation.k)
     console.print_json(json.dumps(result))
 
 
 @app.command()
-@_clear_errors
+@clear_errors
 def recommend(
     ctx: typer.Context,
     protocol: ProtocolOption,
@@ -246,7 +227,7 @@ def recommend(
     k: Annotated[int, typer.Option(min=1, max=10_000, help="Items per user.")] = 20,
 ) -> None:
     """Write top-k recommendations (user_id, item_id, rank, score) for test users."""
-    settings = _settings(ctx)
+    settings = root_settings(ctx)
     path = stages.recommend(protocol, source, model, out, settings, k)
     console.print(f"written: {path}")
 

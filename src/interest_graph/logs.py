@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.logging import RichHandler
 from tqdm.auto import tqdm
 
@@ -22,7 +23,13 @@ def get_logger(name: str | None = None) -> logging.Logger:
     """
     root = logging.getLogger(_LOGGER_NAME)
     if not root.handlers:
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        # stderr, so commands that print JSON on stdout stay parseable.
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_path=False,
+            rich_tracebacks=False,
+            markup=False,
+        )
         handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
         root.addHandler(handler)
         root.setLevel(os.environ.get("INTEREST_GRAPH_LOG_LEVEL", "INFO").upper())

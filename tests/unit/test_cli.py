@@ -25,6 +25,7 @@ runner = CliRunner()
         ["evaluate"],
         ["recommend"],
         ["run"],
+        ["embed"],
     ],
 )
 def test_help_at_every_level(command: list[str]) -> None:

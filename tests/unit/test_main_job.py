@@ -33,6 +33,18 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
     assert set(written["seconds"]) == {
         "ingest",
         "validate",
+        "features build",
+        "embed",
+        "features apply + materialize",
         "shop-temporal",
         "shop-cold-items",
     }
+    # The feature store the job built serves a user online.
+    from interest_graph.features import StoreProfile, get_online, open_store
+
+    store = open_store(
+        settings.features_dir, StoreProfile.from_settings(settings.features)
+    )
+    user = get_online(store, ["U0000001"], [])["users"][0]
+    assert user["found"]
+    assert user["features"]["user_activity__views_90d"] > 0

@@ -1,0 +1,32 @@
+"""Product text embeddings: item text → L2-normalised vectors, incremental, Parquet.
+
+``embed_items`` is the stage entry function; ``interest-graph embed`` calls it (see
+``interest_graph.embeddings.cli``). The encoder itself is
+``interest_graph.text_encoder``, shared with the text-kNN baseline.
+"""
+
+from interest_graph.embeddings.stage import (
+    OUTPUT_FILE,
+    REPORT_FILE,
+    SCHEMA,
+    EmbedOptions,
+    EmbedResult,
+    content_hashes,
+    embed_items,
+    read_items,
+)
+from interest_graph.embeddings.text import DEFAULT_TEMPLATE, clean_text, render_texts
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "OUTPUT_FILE",
+    "REPORT_FILE",
+    "SCHEMA",
+    "EmbedOptions",
+    "EmbedResult",
+    "clean_text",
+    "content_hashes",
+    "embed_items",
+    "read_items",
+    "render_texts",
+]
