@@ -48,6 +48,15 @@ def _profile(ctx: typer.Context, online_store: str | None) -> Any:
     return StoreProfile.from_settings(root_settings(ctx).features, online_store)  # type: ignore[arg-type]
 
 
+def _store(
+    ctx: typer.Context, features_dir: Path | None, online_store: str | None
+) -> Any:
+    """The applied store of the chosen features folder and profile."""
+    from interest_graph.features.repo import open_store
+
+    return open_store(_features_dir(ctx, features_dir), _profile(ctx, online_store))
+
+
 def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
@@ -109,9 +118,8 @@ def materialize(
 ) -> None:
     """Load new feature rows into the online store (a second run changes nothing)."""
     from interest_graph.features.materialization import materialize as run
-    from interest_graph.features.repo import open_store
 
-    store = open_store(_features_dir(ctx, features_dir), _profile(ctx, online_store))
+    store = _store(ctx, features_dir, online_store)
     _echo_json([r.as_dict() for r in run(store, views=view or None, full=full)])
 
 
@@ -131,11 +139,10 @@ def get(
     """Online lookup; prints JSON. Unknown ids come back with found=false."""
     from interest_graph.errors import ConfigError
     from interest_graph.features.online import get_online
-    from interest_graph.features.repo import open_store
 
     if not user and not item:
         raise ConfigError("give at least one --user or --item")
-    store = open_store(_features_dir(ctx, features_dir), _profile(ctx, online_store))
+    store = _store(ctx, features_dir, online_store)
     _echo_json(get_online(store, user or [], item or []))
 
 
@@ -148,9 +155,8 @@ def status(
 ) -> None:
     """What each view is materialised up to, and whether the online store is stale."""
     from interest_graph.features.materialization import status as view_status
-    from interest_graph.features.repo import open_store
 
-    store = open_store(_features_dir(ctx, features_dir), _profile(ctx, online_store))
+    store = _store(ctx, features_dir, online_store)
     rows = [s.as_dict() for s in view_status(store)]
     _echo_json(
         {
