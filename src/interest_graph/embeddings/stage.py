@@ -171,8 +171,8 @@ def embed_items(
         items: an items frame (``item_id`` and the template's columns), an
             ``items.parquet`` file, or a canonical data folder.
         features_dir: the feature data folder (output, report and cache).
-        config: ``settings.text`` (model, max length, and once added: template,
-            pooling, prefix, precision, batch_tokens, cpu_threads).
+        config: ``settings.text`` (model, max length, template, pooling, prefix,
+            precision, batch_tokens, batch_size, cpu_threads).
         device: ``auto`` (default), ``cpu`` or ``cuda``; ``settings.device``.
         template, pooling, prefix, precision, batch_tokens: override ``config``.
         full: ignore the cache and embed every item again.
