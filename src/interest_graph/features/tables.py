@@ -362,17 +362,25 @@ def _snapshot_keys(row_key: np.ndarray, entities: int, shop: _Shop) -> np.ndarra
     return keys[keys % span <= shop.cutoff]
 
 
-def _user_activity(shop: _Shop) -> pa.Table:
-    days = shop.user_days
+def _snapshots(
+    days: dict[str, Any], ids: pa.Array, id_column: str, shop: _Shop
+) -> tuple[np.ndarray, np.ndarray, _Windows, dict[str, pa.Array | np.ndarray]]:
+    """Snapshot rows of one entity kind: entity index, stamp day, window sums and
+    the id and timestamp columns every feature table starts with."""
     span = shop.span
     row_key = days["entity"].astype(np.int64) * span + days["day"].astype(np.int64)
-    snapshot = _snapshot_keys(row_key, len(shop.user_ids), shop)
-    user, stamp = snapshot // span, snapshot % span
-    windows = _Windows(row_key, snapshot, span)
+    snapshot = _snapshot_keys(row_key, len(ids), shop)
+    entity, stamp = snapshot // span, snapshot % span
     columns: dict[str, pa.Array | np.ndarray] = {
-        "user_id": shop.user_ids.take(pa.array(user)),
+        id_column: ids.take(pa.array(entity)),
         "event_timestamp": _timestamps(stamp, shop),
     }
+    return entity, stamp, _Windows(row_key, snapshot, span), columns
+
+
+def _user_activity(shop: _Shop) -> pa.Table:
+    days = shop.user_days
+    user, stamp, windows, columns = _snapshots(days, shop.user_ids, "user_id", shop)
     counts = {
         name: days[name].astype(np.int64) for name in ("views", "carts", "purchases")
     }
@@ -460,15 +468,7 @@ def _top_categories(shop: _Shop, user: np.ndarray, stamp: np.ndarray) -> np.ndar
 
 def _item_statistics(shop: _Shop) -> pa.Table:
     days = shop.item_days
-    span = shop.span
-    row_key = days["entity"].astype(np.int64) * span + days["day"].astype(np.int64)
-    snapshot = _snapshot_keys(row_key, len(shop.item_ids), shop)
-    item, stamp = snapshot // span, snapshot % span
-    windows = _Windows(row_key, snapshot, span)
-    columns: dict[str, pa.Array | np.ndarray] = {
-        "item_id": shop.item_ids.take(pa.array(item)),
-        "event_timestamp": _timestamps(stamp, shop),
-    }
+    item, _, windows, columns = _snapshots(days, shop.item_ids, "item_id", shop)
     for window in ITEM_WINDOWS:
         for name in ("views", "carts", "purchases"):
             columns[f"{name}_{window}d"] = windows.sum(
