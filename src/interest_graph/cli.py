@@ -19,6 +19,7 @@ from interest_graph.errors import InterestGraphError
 from interest_graph.evaluation.baselines import BASELINES
 from interest_graph.evaluation.protocols import PROTOCOLS
 from interest_graph.features.cli import features_app
+from interest_graph.models.recommender import GRAPH_MODELS
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",
@@ -44,7 +45,12 @@ SourceOption = Annotated[
         help="Raw Online Retail file, Gowalla folder, or canonical data folder."
     ),
 ]
-ModelOption = Annotated[str, typer.Option(help=f"Model: {', '.join(BASELINES)}.")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        help=f"Model: {', '.join(BASELINES + GRAPH_MODELS)}, or an artifact folder."
+    ),
+]
 
 
 @app.callback()
@@ -230,6 +236,71 @@ def recommend(
     settings = root_settings(ctx)
     path = stages.recommend(protocol, source, model, out, settings, k)
     console.print(f"written: {path}")
+
+
+@app.command()
+@clear_errors
+def train(
+    ctx: typer.Context,
+    protocol: ProtocolOption = "shop-temporal",
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Data the protocol reads (default: the synthetic shop)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: <work>/runs/<model>).")
+    ] = None,
+) -> None:
+    """Train the graph model of the `train` settings; write the artifact + metrics."""
+    settings = root_settings(ctx)
+    data = source or settings.paths.data_dir / "synth"
+    target = out or settings.paths.runs_dir / settings.train.model
+    result = stages.train(protocol, data, target, settings)
+    print_metrics_table([result.metrics], settings.evaluation.k)
+    console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
+
+
+@app.command()
+@clear_errors
+def interests(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option(help="Model artifact folder (from train).")],
+    user: Annotated[str | None, typer.Option(help="Explain this user.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Export nodes/edges (Parquet, GraphML) and drawings here."),
+    ] = None,
+    push: Annotated[
+        bool, typer.Option(help="Push user interest vectors to Feast.")
+    ] = False,
+    n_interests: Annotated[
+        int | None, typer.Option(min=2, help="Interest nodes (default: from items).")
+    ] = None,
+) -> None:
+    """The interest graph of a model: a user's interests, exports, Feast push."""
+    settings = root_settings(ctx)
+    result = stages.interests(
+        model, settings, user=user, out_dir=out, push=push, n_interests=n_interests
+    )
+    if user is not None:
+        table = Table(title=f"interests of user {user}")
+        for column in ("rank", "interest", "weight", "example items"):
+            table.add_column(column)
+        for row in result.explanation:
+            examples = "; ".join(
+                f"{item['title'] or item['item_id']} ({item['score']:.3f})"
+                for item in row["items"]
+            )
+            table.add_row(
+                str(row["rank"]), row["label"], f"{row['weight']:.3f}", examples
+            )
+        console.print(table)
+        if not result.explanation:
+            console.print("the model has no vector for this user: no interests")
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+    if push:
+        console.print(f"pushed {result.pushed} users' interests to Feast")
 
 
 def _with_k(settings: Settings, k: int | None) -> Settings:

@@ -191,6 +191,49 @@ class EvaluationConfig(BaseModel):
         return value
 
 
+class TrainConfig(BaseModel):
+    """The graph model and how it trains (``interest-graph train``)."""
+
+    model: Literal["lightgcn", "text-lightgcn"] = Field(
+        "text-lightgcn",
+        description="lightgcn: ID vectors only; text-lightgcn: ID + projected text.",
+    )
+    dim: int = Field(64, ge=2)
+    layers: int = Field(3, ge=0, le=8)
+    loss: Literal["bpr", "infonce"] = "infonce"
+    epochs: int = Field(
+        60, ge=1, description="Most epochs; early stopping may end sooner."
+    )
+    batch_size: int = Field(8192, ge=1)
+    lr: float = Field(5e-3, gt=0)
+    l2: float = Field(1e-4, ge=0, description="L2 on the batch's layer-0 vectors.")
+    negatives: int = Field(
+        1024, ge=1, description="Shared negatives per batch (InfoNCE)."
+    )
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature.")
+    id_dropout: float = Field(
+        0.3, ge=0, lt=1, description="Share of item ID vectors dropped per step (text)."
+    )
+    patience: int = Field(3, ge=1, description="Evaluations without a better NDCG.")
+    eval_every: int = Field(1, ge=1)
+    early_stopping: bool = Field(
+        True, description="Early-stop on a validation split carved from training."
+    )
+    refit: bool = Field(
+        True, description="After validation, retrain on all training data."
+    )
+    event_weights: dict[str, float] | None = Field(
+        None, description="Edge weight per event type, e.g. view 1, cart 2, purchase 4."
+    )
+    half_life_days: float | None = Field(
+        None, gt=0, description="Edge weights decay with this half-life (shop data)."
+    )
+    seed: int = 0
+    checkpoint_dir: Path | None = Field(
+        None, description="Resume from and write checkpoints here (default: none)."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of the platform; sections map to stages."""
 
@@ -206,6 +249,7 @@ class Settings(BaseSettings):
     text: TextModelConfig = Field(default_factory=TextModelConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @property

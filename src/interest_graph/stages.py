@@ -110,8 +110,66 @@ def ingest(
 
 
 def resolve_model(name: str, settings: Settings) -> Recommender:
-    """A model by name. Baselines now; trained artifacts (a path) join with training."""
+    """A model by name (a baseline or a graph model), or a trained artifact's path."""
+    from interest_graph.models.artifact import is_artifact
+    from interest_graph.models.recommender import (
+        GRAPH_MODELS,
+        ArtifactRecommender,
+        GraphModelRecommender,
+    )
+
+    if is_artifact(name):
+        return ArtifactRecommender(name)
+    if name in GRAPH_MODELS:
+        return GraphModelRecommender(settings, name)
+    if Path(name).exists():
+        raise ConfigError(f"{name} is not a model artifact (no config.json + weights)")
     return make_baseline(name, settings)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` wrote: the artifact folder and the metrics JSON."""
+
+    artifact: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+
+
+def train(
+    protocol: str,
+    source: str | Path,
+    out_dir: str | Path,
+    settings: Settings,
+) -> TrainResult:
+    """Train ``settings.train.model`` on the protocol's training data.
+
+    Writes the artifact (``<out_dir>/model``: safetensors + JSON + index) and
+    ``<out_dir>/metrics.json``: validation metrics that chose the epochs, and the
+    artifact's scores on the protocol's test users (reported, never used to choose).
+    """
+    from interest_graph.models.recommender import GraphModelRecommender
+
+    split = build_split(protocol, source)
+    log.info("%s: %s", protocol, split.describe())
+    model = GraphModelRecommender(settings)
+    started = time.perf_counter()
+    model.fit(split)
+    fit_seconds = time.perf_counter() - started
+    out = Path(out_dir)
+    artifact = model.to_artifact(split).save(out / "model")
+    top_k, _ = rank_test_users(
+        model, split, settings.evaluation.k, settings.evaluation.user_batch_size
+    )
+    metrics: dict[str, Any] = {"protocol": protocol, "model": model.name}
+    metrics.update(score_ranking(split, top_k))
+    metrics["fit_seconds"] = round(fit_seconds, 2)
+    metrics["training"] = model.training_facts()
+    metrics["artifact"] = str(artifact)
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log.info("trained %s -> %s", model.name, artifact)
+    return TrainResult(artifact=artifact, metrics_path=metrics_path, metrics=metrics)
 
 
 def _fitted(
@@ -193,3 +251,84 @@ def recommend(
     path = write_recommendations(recommendation_frame(split, items, scores), out)
     log.info("wrote %d users' top-%d to %s", split.test_users.size, k, path)
     return path
+
+
+@dataclass(frozen=True)
+class InterestsResult:
+    """What ``interests`` produced: files written, a user's explanation, pushes."""
+
+    files: dict[str, Path]
+    explanation: list[dict[str, Any]]
+    pushed: int
+
+
+def interests(
+    model_path: str | Path,
+    settings: Settings,
+    *,
+    user: str | None = None,
+    out_dir: str | Path | None = None,
+    push: bool = False,
+    n_interests: int | None = None,
+) -> InterestsResult:
+    """Build the interest graph of a trained artifact; explain, export and push it.
+
+    Args:
+        model_path: the artifact folder ``train`` wrote.
+        settings: the platform settings (the Feast store for ``push``).
+        user: explain this user (their interests, weights and example items).
+        out_dir: write nodes/edges Parquet, GraphML and, with ``user``, the user's
+            neighbourhood as PNG and HTML here.
+        push: push user interest vectors and top interests into Feast.
+        n_interests: interest nodes (default from the item count).
+
+    Raises:
+        ConfigError: ``user`` is not in the model.
+    """
+    from datetime import UTC, datetime
+
+    from interest_graph.interests import (
+        build_from_artifact,
+        draw_user_neighbourhood,
+        explain_user,
+        feast_interest_rows,
+        write_all,
+    )
+    from interest_graph.models.artifact import ModelArtifact
+
+    artifact = ModelArtifact.load(model_path)
+    graph = build_from_artifact(artifact, n_interests, seed=settings.evaluation.seed)
+    vectors = (artifact.user_vectors, artifact.item_vectors)
+    explanation: list[dict[str, Any]] = []
+    if user is not None:
+        try:
+            explanation = explain_user(graph, *vectors, user)
+        except KeyError as exc:
+            raise ConfigError(f"user {user!r} is not in {model_path}") from exc
+    files: dict[str, Path] = {}
+    if out_dir is not None:
+        out = Path(out_dir)
+        files.update(write_all(graph, out))
+        if user is not None:
+            png, html = draw_user_neighbourhood(
+                graph,
+                *vectors,
+                user,
+                out / f"user_{user}.png",
+                out / f"user_{user}.html",
+            )
+            files.update(png=png, html=html)
+    pushed = 0
+    if push:
+        from interest_graph.features import StoreProfile, open_store
+        from interest_graph.features.online import push_user_interests
+
+        store = open_store(
+            settings.features_dir, StoreProfile.from_settings(settings.features)
+        )
+        rows = feast_interest_rows(
+            graph, artifact.user_vectors, artifact.user_ids, datetime.now(UTC)
+        )
+        pushed = push_user_interests(store, rows)
+    log.info("interest graph: %d interests", graph.n_interests)
+    return InterestsResult(files=files, explanation=explanation, pushed=pushed)

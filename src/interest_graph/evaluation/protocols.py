@@ -40,6 +40,10 @@ class EvaluationSplit:
         candidates: items that may be recommended (before each user's own training
             items are removed).
         item_text: product text per item, or None where the data has none.
+        train_events: the training events behind ``train`` (``user`` row, ``item``
+            column, ``event_type``, ``days_before`` the test start), or None where
+            the data has no timestamps (Gowalla). Models may weight by event type
+            and recency; every row is strictly before the test period.
     """
 
     protocol: str
@@ -50,6 +54,7 @@ class EvaluationSplit:
     ground_truth: sp.csr_matrix
     candidates: np.ndarray
     item_text: np.ndarray | None = None
+    train_events: pd.DataFrame | None = None
 
     @property
     def n_users(self) -> int:
@@ -100,6 +105,31 @@ def _item_text(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
     return joined.to_numpy(dtype=object)
 
 
+def _indexed_events(
+    events: pd.DataFrame,
+    users: pd.Index,
+    items: pd.Index,
+    train_pairs: pd.DataFrame,
+    test_start: pd.Timestamp,
+) -> pd.DataFrame:
+    """Training events as matrix positions, restricted to the pairs of ``train``."""
+    rows = users.get_indexer(pd.Index(events["user_id"]))
+    cols = items.get_indexer(pd.Index(events["item_id"]))
+    in_train = pd.MultiIndex.from_frame(events[["user_id", "item_id"]]).isin(
+        pd.MultiIndex.from_frame(train_pairs)
+    )
+    keep = (rows >= 0) & (cols >= 0) & in_train
+    days = (test_start - events["timestamp"]).dt.total_seconds() / 86_400.0
+    return pd.DataFrame(
+        {
+            "user": rows[keep].astype(np.int64),
+            "item": cols[keep].astype(np.int64),
+            "event_type": events["event_type"].to_numpy()[keep],
+            "days_before": days.to_numpy()[keep].astype(np.float64),
+        }
+    )
+
+
 def _split(
     protocol: str,
     tables: ShopTables,
@@ -108,9 +138,11 @@ def _split(
     train_pairs: pd.DataFrame,
     truth_pairs: pd.DataFrame,
     candidates: np.ndarray,
+    test_start: pd.Timestamp,
 ) -> EvaluationSplit:
     """Assemble a split; test users are the users with ground truth, in id order."""
     test_users = np.sort(users.get_indexer(pd.Index(truth_pairs["user_id"].unique())))
+    before = tables.events[tables.events["timestamp"] < test_start]
     return EvaluationSplit(
         protocol=protocol,
         user_ids=users.to_numpy(dtype=object),
@@ -120,6 +152,7 @@ def _split(
         ground_truth=_matrix(truth_pairs, users, items)[test_users],
         candidates=candidates,
         item_text=_item_text(tables.items, items),
+        train_events=_indexed_events(before, users, items, train_pairs, test_start),
     )
 
 
@@ -145,7 +178,9 @@ def temporal_split(
     seen = pd.MultiIndex.from_frame(train_pairs)
     test_pairs = test_pairs[~pd.MultiIndex.from_frame(test_pairs).isin(seen)]
     candidates = np.ones(len(items), dtype=bool)
-    return _split(protocol, tables, users, items, train_pairs, test_pairs, candidates)
+    return _split(
+        protocol, tables, users, items, train_pairs, test_pairs, candidates, test_start
+    )
 
 
 def cold_item_split(
@@ -172,7 +207,9 @@ def cold_item_split(
     items = pd.Index(sorted_items)
     held_pairs = held_pairs[held_pairs["user_id"].isin(users)]
     candidates = items.isin(held_out)
-    return _split(protocol, tables, users, items, kept_pairs, held_pairs, candidates)
+    return _split(
+        protocol, tables, users, items, kept_pairs, held_pairs, candidates, test_start
+    )
 
 
 def gowalla_split(source: Path) -> EvaluationSplit:

@@ -1,0 +1,1 @@
+"""Graph models: LightGCN, the text-aware graph model, graph filters, training."""

@@ -1,0 +1,142 @@
+"""The model artifact: safetensors weights, a JSON config and the user/item index.
+
+Layout of an artifact folder (never pickle)::
+
+    model.safetensors   tensors: user_vectors, item_vectors and model-specific ones
+    config.json         {"format", "model", "hyperparameters", "training", ...}
+    users.parquet       user_id per row of user_vectors
+    items.parquet       item_id (and title, where known) per row of item_vectors
+
+Scores of every artifact are ``user_vectors @ item_vectors.T`` unless the model
+kind says otherwise (graph filters store their sparse matrices as extra tensors).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from interest_graph.errors import MalformedFileError
+
+ARTIFACT_FORMAT = "interest-graph-model/1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+USERS_FILE = "users.parquet"
+ITEMS_FILE = "items.parquet"
+
+
+@dataclass
+class ModelArtifact:
+    """A trained model as plain arrays and JSON, ready to save, load and serve.
+
+    Attributes:
+        model: the model kind (``lightgcn``, ``text-lightgcn``, ``graph-filter``...).
+        config: hyperparameters and training facts, JSON-serialisable.
+        user_ids: id of each row of ``tensors["user_vectors"]``.
+        item_ids: id of each row of ``tensors["item_vectors"]``.
+        tensors: named float32/int arrays; ``user_vectors`` and ``item_vectors``
+            always.
+        item_titles: optional title per item (labels for the interest graph).
+    """
+
+    model: str
+    config: dict[str, Any]
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    tensors: dict[str, np.ndarray]
+    item_titles: np.ndarray | None = field(default=None)
+
+    @property
+    def user_vectors(self) -> np.ndarray:
+        return self.tensors["user_vectors"]
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        return self.tensors["item_vectors"]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the artifact folder; returns it."""
+        from safetensors.numpy import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        contiguous = {k: np.ascontiguousarray(v) for k, v in self.tensors.items()}
+        save_file(contiguous, str(out / WEIGHTS_FILE))
+        config = {"format": ARTIFACT_FORMAT, "model": self.model, **self.config}
+        (out / CONFIG_FILE).write_text(
+            json.dumps(config, indent=2, default=_json_default) + "\n",
+            encoding="utf-8",
+        )
+        pd.DataFrame({"user_id": pd.array(self.user_ids, dtype="string")}).to_parquet(
+            out / USERS_FILE, index=False
+        )
+        items = pd.DataFrame({"item_id": pd.array(self.item_ids, dtype="string")})
+        if self.item_titles is not None:
+            items["title"] = pd.array(self.item_titles, dtype="string")
+        items.to_parquet(out / ITEMS_FILE, index=False)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModelArtifact:
+        """Read an artifact folder written by :meth:`save`.
+
+        Raises:
+            MalformedFileError: a file is missing, of another format, or the index
+                does not match the weights.
+        """
+        from safetensors.numpy import load_file
+
+        root = Path(folder)
+        for name in (WEIGHTS_FILE, CONFIG_FILE, USERS_FILE, ITEMS_FILE):
+            if not (root / name).is_file():
+                raise MalformedFileError(root, f"is not a model artifact: no {name}")
+        try:
+            config = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+            tensors = load_file(str(root / WEIGHTS_FILE))
+        except (ValueError, OSError) as exc:
+            raise MalformedFileError(root, f"cannot be read: {exc}") from exc
+        if config.pop("format", None) != ARTIFACT_FORMAT:
+            raise MalformedFileError(root / CONFIG_FILE, f"is not {ARTIFACT_FORMAT}")
+        users = pd.read_parquet(root / USERS_FILE)
+        items = pd.read_parquet(root / ITEMS_FILE)
+        artifact = cls(
+            model=str(config.pop("model")),
+            config=config,
+            user_ids=users["user_id"].astype(str).to_numpy(dtype=object),
+            item_ids=items["item_id"].astype(str).to_numpy(dtype=object),
+            tensors=tensors,
+            item_titles=(
+                items["title"].astype(str).to_numpy(dtype=object)
+                if "title" in items
+                else None
+            ),
+        )
+        for name, ids in (
+            ("user_vectors", artifact.user_ids),
+            ("item_vectors", artifact.item_ids),
+        ):
+            if name not in tensors or tensors[name].shape[0] != len(ids):
+                raise MalformedFileError(
+                    root, f"{name} does not match the {len(ids)} ids of its index"
+                )
+        return artifact
+
+
+def is_artifact(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a model artifact."""
+    return (Path(path) / CONFIG_FILE).is_file() and (
+        Path(path) / WEIGHTS_FILE
+    ).is_file()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

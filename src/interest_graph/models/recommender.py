@@ -1,0 +1,188 @@
+"""Graph models behind the evaluation's ``Recommender`` protocol, and artifacts.
+
+:class:`GraphModelRecommender` trains LightGCN or the text-aware model on a
+split: first on a validation split carved from the training data, early-stopping
+on its NDCG@K, then (``train.refit``) again on all training data for the best
+number of epochs. :class:`ArtifactRecommender` scores a split with a saved
+artifact, matching users and items by id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from interest_graph.config import Settings
+from interest_graph.evaluation.protocols import EvaluationSplit
+from interest_graph.evaluation.validation import validation_split
+from interest_graph.logs import get_logger
+from interest_graph.models.artifact import ModelArtifact
+from interest_graph.models.training import TrainingRun, train_graph_model
+
+log = get_logger("models")
+
+GRAPH_MODELS = ("lightgcn", "text-lightgcn")
+
+
+def item_text_vectors(split: EvaluationSplit, settings: Settings) -> np.ndarray:
+    """Text embeddings of the split's items with the configured language model."""
+    from interest_graph.errors import ConfigError
+    from interest_graph.text_encoder import encode_texts
+
+    if split.item_text is None:
+        raise ConfigError(f"protocol {split.protocol} has no item text")
+    return encode_texts(list(split.item_text), settings.text, device="cpu")
+
+
+def edge_weights(split: EvaluationSplit, settings: Settings) -> sp.csr_matrix | None:
+    """Edge weights from event type and recency, when configured and known."""
+    train = settings.train
+    if split.train_events is None or (
+        train.event_weights is None and train.half_life_days is None
+    ):
+        return None
+    from interest_graph.models.shop_signals import interaction_weights
+
+    return interaction_weights(split, train.half_life_days, train.event_weights)
+
+
+class GraphModelRecommender:
+    """LightGCN / text-aware LightGCN trained on a split (see the module notes)."""
+
+    def __init__(self, settings: Settings, model: str | None = None) -> None:
+        self.settings = settings
+        self.config = settings.train.model_copy(
+            update={"model": model} if model else {}
+        )
+        self.name: str = self.config.model
+        self.run: TrainingRun | None = None
+        self.selection: TrainingRun | None = None
+
+    def fit(self, split: EvaluationSplit) -> None:
+        config, k = self.config, self.settings.evaluation.k
+        text = item_text_vectors(split, self.settings) if self._uses_text else None
+        device = self.settings.device
+        epochs = config.epochs
+        if config.early_stopping:
+            validation = validation_split(split, seed=config.seed)
+            log.info("validation split: %s", validation.describe())
+            self.selection = train_graph_model(
+                validation,
+                config,
+                weights=edge_weights(validation, self.settings),
+                item_text=text,
+                validation=validation,
+                k=k,
+                device=device,
+                checkpoint_dir=_sub(config.checkpoint_dir, "validation"),
+            )
+            epochs = max(self.selection.best_epoch, 1)
+            if not config.refit:
+                self.run = self.selection
+                return
+        self.run = train_graph_model(
+            split,
+            config,
+            weights=edge_weights(split, self.settings),
+            item_text=text,
+            epochs=epochs,
+            device=device,
+            checkpoint_dir=_sub(config.checkpoint_dir, "final"),
+        )
+
+    @property
+    def _uses_text(self) -> bool:
+        return self.config.model == "text-lightgcn"
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        assert self.run is not None, "fit first"
+        return self.run.user_vectors[users] @ self.run.item_vectors.T
+
+    def training_facts(self) -> dict[str, Any]:
+        """Epochs, timings and validation metrics, for the metrics JSON."""
+        assert self.run is not None, "fit first"
+        facts: dict[str, Any] = {
+            "epochs": self.run.epochs,
+            "train_seconds": round(self.run.seconds, 2),
+            "epoch_seconds": round(float(np.mean(self.run.epoch_seconds or [0])), 3),
+        }
+        if self.selection is not None:
+            facts.update(
+                best_epoch=self.selection.best_epoch,
+                validation=self.selection.best_validation,
+                validation_seconds=round(self.selection.seconds, 2),
+                history=self.selection.history,
+            )
+        return facts
+
+    def to_artifact(self, split: EvaluationSplit) -> ModelArtifact:
+        """The trained model as an artifact (vectors, config, index)."""
+        assert self.run is not None, "fit first"
+        return ModelArtifact(
+            model=self.name,
+            config={
+                "hyperparameters": self.config.model_dump(
+                    mode="json", exclude={"checkpoint_dir"}
+                ),
+                "protocol": split.protocol,
+                "text_model": self.settings.text.model if self._uses_text else None,
+                "training": self.training_facts(),
+            },
+            user_ids=split.user_ids,
+            item_ids=split.item_ids,
+            tensors={
+                "user_vectors": self.run.user_vectors,
+                "item_vectors": self.run.item_vectors,
+            },
+            item_titles=split.item_text,
+        )
+
+
+def _sub(folder: Path | None, name: str) -> Path | None:
+    return None if folder is None else folder / name
+
+
+class ArtifactRecommender:
+    """Scores a split with a saved artifact; users and items are matched by id.
+
+    Users or items the artifact does not know get zero vectors, so they score 0.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.artifact = ModelArtifact.load(self.path)
+        self.name = self.artifact.model
+
+    def fit(self, split: EvaluationSplit) -> None:
+        """Align the artifact's vectors to the split's user and item order."""
+        import pandas as pd
+
+        def aligned(
+            vectors: np.ndarray, ids: np.ndarray, wanted: np.ndarray
+        ) -> tuple[np.ndarray, int]:
+            rows = pd.Index(ids).get_indexer(pd.Index(wanted.astype(str)))
+            out = np.zeros((wanted.size, vectors.shape[1]), dtype=np.float32)
+            out[rows >= 0] = vectors[rows[rows >= 0]]
+            return out, int((rows < 0).sum())
+
+        self.users, unknown_users = aligned(
+            self.artifact.user_vectors, self.artifact.user_ids, split.user_ids
+        )
+        items, unknown_items = aligned(
+            self.artifact.item_vectors, self.artifact.item_ids, split.item_ids
+        )
+        self.items_t = np.ascontiguousarray(items.T)
+        if unknown_users or unknown_items:
+            log.warning(
+                "%s does not know %d users and %d items of %s; they score 0",
+                self.path,
+                unknown_users,
+                unknown_items,
+                split.protocol,
+            )
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items_t
