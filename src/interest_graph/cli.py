@@ -19,7 +19,7 @@ from interest_graph.errors import InterestGraphError
 from interest_graph.evaluation.baselines import BASELINES
 from interest_graph.evaluation.protocols import PROTOCOLS
 from interest_graph.features.cli import features_app
-from interest_graph.models.recommender import GRAPH_MODELS
+from interest_graph.models.recommender import GRAPH_MODELS, SCORING_MODELS
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",
@@ -48,7 +48,8 @@ SourceOption = Annotated[
 ModelOption = Annotated[
     str,
     typer.Option(
-        help=f"Model: {', '.join(BASELINES + GRAPH_MODELS)}, or an artifact folder."
+        help=f"Model: {', '.join(BASELINES + GRAPH_MODELS + SCORING_MODELS)}, "
+        "or an artifact folder."
     ),
 ]
 

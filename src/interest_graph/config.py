@@ -194,9 +194,10 @@ class EvaluationConfig(BaseModel):
 class TrainConfig(BaseModel):
     """The graph model and how it trains (``interest-graph train``)."""
 
-    model: Literal["lightgcn", "text-lightgcn"] = Field(
+    model: Literal["lightgcn", "text-lightgcn", "hetero-sage"] = Field(
         "text-lightgcn",
-        description="lightgcn: ID vectors only; text-lightgcn: ID + projected text.",
+        description="lightgcn: ID vectors only; text-lightgcn: ID + projected "
+        "text; hetero-sage: GraphSAGE (to_hetero) on Feast user/item features.",
     )
     dim: int = Field(64, ge=2)
     layers: int = Field(3, ge=0, le=8)

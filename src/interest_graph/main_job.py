@@ -1,7 +1,7 @@
 """The main job behind ``make run``: data, validation, feature store, text
-embeddings, baselines, evaluation table.
+embeddings, baselines, the GNN (artifact, interest graph, Feast push), evaluation.
 
-Later stages (GNN training, registry) join this chain as they land; it runs on the
+Later stages (tuning, registry) join this chain as they land; it runs on the
 embedded default (a synthetic shop, sqlite + duckdb Feast) with no cluster.
 """
 
@@ -18,19 +18,21 @@ from interest_graph.errors import InterestGraphError
 from interest_graph.evaluation.protocols import build_split
 from interest_graph.logs import get_logger
 from interest_graph.schema import ShopTables
-from interest_graph.stages import evaluate_on_split, ingest
+from interest_graph.stages import evaluate_on_split, ingest, interests, train
 
 log = get_logger("main")
 
 # (protocol, models) pairs the evaluation table shows, per kind of data.
 SHOP_TABLE = (
     ("shop-temporal", ("popularity", "itemknn", "ease")),
-    ("shop-cold-items", ("random", "text-knn")),
+    ("shop-cold-items", ("random", "text-knn", "text-lightgcn")),
 )
 ONLINE_RETAIL_TABLE = (
     ("online-retail-temporal", ("popularity", "itemknn", "ease")),
-    ("online-retail-cold-items", ("random", "text-knn")),
+    ("online-retail-cold-items", ("random", "text-knn", "text-lightgcn")),
 )
+# The GNN trained into an artifact, whose interest graph is exported and pushed.
+TRAIN_PROTOCOL = {"synth": "shop-temporal", "online-retail": "online-retail-temporal"}
 
 
 def build_feature_store(data_dir: Path, settings: Settings) -> dict[str, float]:
@@ -110,8 +112,22 @@ def run_main_job(
             rows.append(evaluate_on_split(split, model, settings))
         timings[protocol] = time.perf_counter() - started
 
+    started = time.perf_counter()
+    source = online_retail or data_dir
+    trained = train(TRAIN_PROTOCOL[data_dir.name], source, run_dir / "gnn", settings)
+    rows.append({k: v for k, v in trained.metrics.items() if k != "training"})
+    timings["gnn train"] = time.perf_counter() - started
+    started = time.perf_counter()
+    graph = interests(
+        trained.artifact, settings, out_dir=run_dir / "interest_graph", push=True
+    )
+    timings["interest graph + Feast push"] = time.perf_counter() - started
+
     report = {
         "data": str(data_dir),
+        "model": str(trained.artifact),
+        "interest_graph": {name: str(path) for name, path in graph.files.items()},
+        "pushed_user_interests": graph.pushed,
         "ingest": result.summary,
         "evaluation": rows,
         "seconds": {step: round(s, 2) for step, s in timings.items()},

@@ -122,6 +122,14 @@ def resolve_model(name: str, settings: Settings) -> Recommender:
         return ArtifactRecommender(name)
     if name in GRAPH_MODELS:
         return GraphModelRecommender(settings, name)
+    if name == "graph-filter":
+        from interest_graph.models.graph_filter import GraphFilter
+
+        return GraphFilter()
+    if name == "temporal-ease":
+        from interest_graph.models.shop_signals import TemporalEASE
+
+        return TemporalEASE()
     if Path(name).exists():
         raise ConfigError(f"{name} is not a model artifact (no config.json + weights)")
     return make_baseline(name, settings)

@@ -13,6 +13,7 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
     settings = Settings(
         paths={"work_dir": tmp_path},
         synth={"users": 400, "items": 600, "categories": 10, "events": 20_000},
+        train={"epochs": 4, "batch_size": 2048, "dim": 32},
     )
     report = run_main_job(settings)
     written = json.loads((Path(report["run_dir"]) / "evaluation.json").read_text())
@@ -22,8 +23,10 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
         ("shop-temporal", "popularity"),
         ("shop-temporal", "itemknn"),
         ("shop-temporal", "ease"),
+        ("shop-temporal", "text-lightgcn"),
         ("shop-cold-items", "random"),
         ("shop-cold-items", "text-knn"),
+        ("shop-cold-items", "text-lightgcn"),
     }
     # The synthetic shop carries signal in behaviour and in text.
     temporal_pop = rows[("shop-temporal", "popularity")]["ndcg@20"]
@@ -38,7 +41,15 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
         "features apply + materialize",
         "shop-temporal",
         "shop-cold-items",
+        "gnn train",
+        "interest graph + Feast push",
     }
+    # The GNN beats popularity; its artifact and interest graph are on disk.
+    gnn = rows[("shop-temporal", "text-lightgcn")]
+    assert gnn["ndcg@20"] > temporal_pop
+    assert (Path(written["model"]) / "model.safetensors").is_file()
+    assert Path(written["interest_graph"]["graphml"]).is_file()
+    assert written["pushed_user_interests"] > 0
     # The feature store the job built serves a user online.
     from interest_graph.features import StoreProfile, get_online, open_store
 
@@ -48,3 +59,7 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
     user = get_online(store, ["U0000001"], [])["users"][0]
     assert user["found"]
     assert user["features"]["user_activity__views_90d"] > 0
+    # ... and the interests the GNN pushed for them.
+    top = json.loads(user["features"]["user_interest_vectors__top_interests"])
+    assert len(top) >= 1
+    assert len(user["features"]["user_interest_vectors__interest_vector"]) == 32

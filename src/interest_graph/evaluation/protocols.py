@@ -44,6 +44,8 @@ class EvaluationSplit:
             column, ``event_type``, ``days_before`` the test start), or None where
             the data has no timestamps (Gowalla). Models may weight by event type
             and recency; every row is strictly before the test period.
+        test_start: first moment of the test period (features are read as of
+            it, so nothing from the test period reaches a model), or None.
     """
 
     protocol: str
@@ -55,6 +57,7 @@ class EvaluationSplit:
     candidates: np.ndarray
     item_text: np.ndarray | None = None
     train_events: pd.DataFrame | None = None
+    test_start: pd.Timestamp | None = None
 
     @property
     def n_users(self) -> int:
@@ -153,6 +156,7 @@ def _split(
         candidates=candidates,
         item_text=_item_text(tables.items, items),
         train_events=_indexed_events(before, users, items, train_pairs, test_start),
+        test_start=test_start,
     )
 
 

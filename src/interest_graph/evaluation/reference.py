@@ -51,3 +51,25 @@ def reference_deviations(
     """|measured − reference| per metric for one (protocol, model) row."""
     reference = REFERENCE_METRICS[protocol][model]
     return {name: abs(metrics[name] - value) for name, value in reference.items()}
+
+
+# Published rows of EVALUATION.md's Gowalla leaderboard (papers and their code).
+PUBLISHED_METRICS: dict[str, dict[str, dict[str, float]]] = {
+    "gowalla-lightgcn": {
+        "EASE (Open-CF)": {"recall@20": 0.1765},
+        "LightGCN (paper)": {"recall@20": 0.1830, "ndcg@20": 0.1554},
+        "LightGCN (official PyTorch)": {"recall@20": 0.1824, "ndcg@20": 0.1547},
+        "LightGCN (PyG, 40 min here)": {"recall@20": 0.1663, "ndcg@20": 0.1406},
+        "GF-CF": {"recall@20": 0.1849, "ndcg@20": 0.1518},
+        "UltraGCN": {"recall@20": 0.1862, "ndcg@20": 0.1580},
+        "BSPM-EM": {"recall@20": 0.1920, "ndcg@20": 0.1597},
+        "NESCL": {"recall@20": 0.1917, "ndcg@20": 0.1617},
+    },
+}
+
+# The targets of the GNN issue: our best model per protocol must reach these.
+TARGETS: dict[str, dict[str, float]] = {
+    "online-retail-temporal": {"recall@20": 0.117, "ndcg@20": 0.115},
+    "online-retail-cold-items": {"recall@20": 0.25},
+    "gowalla-lightgcn": {"recall@20": 0.1925, "ndcg@20": 0.162},
+}

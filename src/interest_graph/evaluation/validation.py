@@ -39,6 +39,7 @@ def _assemble(
     truth: sp.csr_matrix,
     candidates: np.ndarray,
     train_events: pd.DataFrame | None,
+    test_start: pd.Timestamp | None,
 ) -> EvaluationSplit:
     test_users = np.flatnonzero(np.diff(truth.indptr) > 0)
     return EvaluationSplit(
@@ -51,6 +52,7 @@ def _assemble(
         candidates=candidates,
         item_text=split.item_text,
         train_events=train_events,
+        test_start=test_start,
     )
 
 
@@ -71,7 +73,9 @@ def _cold_items(split: EvaluationSplit, share: float, seed: int) -> EvaluationSp
     events = split.train_events
     if events is not None:
         events = events[~pseudo_cold[events["item"].to_numpy()]]
-    return _assemble(split, train.tocsr(), truth.tocsr(), pseudo_cold, events)
+    return _assemble(
+        split, train.tocsr(), truth.tocsr(), pseudo_cold, events, split.test_start
+    )
 
 
 def _last_days(split: EvaluationSplit, days: float) -> EvaluationSplit:
@@ -96,7 +100,10 @@ def _last_days(split: EvaluationSplit, days: float) -> EvaluationSplit:
     )
     truth.eliminate_zeros()
     shifted = before.assign(days_before=before["days_before"] - days)
-    return _assemble(split, train.tocsr(), truth.tocsr(), known, shifted)
+    start = (
+        None if split.test_start is None else split.test_start - pd.Timedelta(days=days)
+    )
+    return _assemble(split, train.tocsr(), truth.tocsr(), known, shifted, start)
 
 
 def _random_share(split: EvaluationSplit, share: float, seed: int) -> EvaluationSplit:
@@ -110,7 +117,7 @@ def _random_share(split: EvaluationSplit, share: float, seed: int) -> Evaluation
     train = _binary(coo.row[~held], coo.col[~held], split.train.shape)
     truth = _binary(coo.row[held], coo.col[held], split.train.shape)
     candidates = np.ones(split.n_items, dtype=bool)
-    return _assemble(split, train, truth, candidates, None)
+    return _assemble(split, train, truth, candidates, None, split.test_start)
 
 
 def validation_split(

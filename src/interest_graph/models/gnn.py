@@ -51,6 +51,7 @@ class InterestGCN(nn.Module):
         self.lightgcn = LightGCN(n_users + n_items, dim, layers)
         self.isolated: torch.Tensor
         self.register_buffer("isolated", (degree == 0).float().unsqueeze(1))
+        self.has_isolated = bool((degree == 0).any())
         self.text_projection: nn.Linear | None = None
         if item_text is not None:
             self.item_text: torch.Tensor
@@ -70,7 +71,9 @@ class InterestGCN(nn.Module):
             id_dropout: during training, the share of item ID vectors dropped so
                 that the text projection alone must place items (cold start).
         """
-        ids = self.lightgcn.embedding.weight * (1.0 - self.isolated)
+        ids = self.lightgcn.embedding.weight
+        if self.has_isolated:
+            ids = ids * (1.0 - self.isolated)
         if self.text_projection is None:
             return ids
         keep = torch.ones(ids.shape[0], 1, device=ids.device)
@@ -89,6 +92,8 @@ class InterestGCN(nn.Module):
     def propagate(self, adjacency: Adjacency, x0: torch.Tensor) -> torch.Tensor:
         """Final vectors from given layer-0 vectors (training regularises x0)."""
         out = propagate(adjacency, x0, self.layer_weights)
+        if not self.has_isolated:
+            return out
         # An isolated node's neighbours contribute nothing: keep its own vector at
         # the full weight Σα so it ranks on the same scale as connected nodes.
         rest = self.layer_weights.sum() - self.layer_weights[0]

@@ -106,8 +106,9 @@ def propagate(
     adjacency: Adjacency, x: torch.Tensor, layer_weights: torch.Tensor
 ) -> torch.Tensor:
     """LightGCN propagation: Σ_l α_l Â^l x, with ``layer_weights`` = α_0..α_L."""
-    out = x * layer_weights[0]
-    for alpha in layer_weights[1:]:
+    alphas = [float(alpha) for alpha in layer_weights]
+    out = x * alphas[0]
+    for alpha in alphas[1:]:
         x = _SymmetricSpmm.apply(adjacency, x)
-        out = out + x * alpha
+        out = torch.add(out, x, alpha=alpha)  # one fused pass, forward and back
     return out

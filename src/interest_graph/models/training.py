@@ -38,8 +38,12 @@ from interest_graph.evaluation.ranking import rank_test_users, score_ranking
 from interest_graph.logs import get_logger, progress
 from interest_graph.models.gnn import InterestGCN
 from interest_graph.models.graph import Adjacency, normalised_adjacency
+from interest_graph.models.hetero import HeteroSAGE, build_hetero_sage
 
 log = get_logger("train")
+
+# Both expose layer0 / propagate / split: the loop trains either.
+GraphModel = InterestGCN | HeteroSAGE
 
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -87,9 +91,24 @@ def build_model(
     weights: sp.csr_matrix,
     item_text: np.ndarray | None,
     device: torch.device,
-) -> tuple[InterestGCN, Adjacency]:
+    node_features: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[GraphModel, Adjacency]:
     """The model and the normalised adjacency of the training graph ``weights``."""
     adjacency = normalised_adjacency(weights)
+    if config.model == "hetero-sage":
+        if node_features is None:
+            raise ValueError("hetero-sage needs node features (Feast)")
+        user_features, item_features = node_features
+        sage = build_hetero_sage(
+            split,
+            config,
+            user_features,
+            item_features,
+            item_text,
+            device,
+            graph=weights,
+        )
+        return sage, Adjacency(adjacency, device)
     degree = torch.from_numpy(np.diff(adjacency.indptr))
     text = None
     if config.model == "text-lightgcn":
@@ -102,8 +121,19 @@ def build_model(
     return model, Adjacency(adjacency, device)
 
 
+def _batch_rows(
+    model: GraphModel,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    negatives: torch.Tensor,
+) -> tuple[torch.Tensor, list[int]]:
+    """Node rows of a batch in one index (one scatter in the backward pass)."""
+    rows = torch.cat([users, items + model.n_users, negatives + model.n_users])
+    return rows, [users.numel(), items.numel(), negatives.numel()]
+
+
 def _bpr_loss(
-    model: InterestGCN,
+    model: GraphModel,
     nodes: torch.Tensor,
     x0: torch.Tensor,
     users: torch.Tensor,
@@ -111,19 +141,15 @@ def _bpr_loss(
     negatives: torch.Tensor,
     l2: float,
 ) -> torch.Tensor:
-    n_users = model.n_users
-    u, p, n = nodes[users], nodes[n_users + items], nodes[n_users + negatives]
+    rows, sizes = _batch_rows(model, users, items, negatives)
+    u, p, n = nodes[rows].split(sizes)
     margin = (u * p).sum(1) - (u * n).sum(1)
-    reg = (
-        x0[users].pow(2).sum()
-        + x0[n_users + items].pow(2).sum()
-        + x0[n_users + negatives].pow(2).sum()
-    ) / (2 * users.numel())
+    reg = x0[rows].pow(2).sum() / (2 * users.numel())
     return -F.logsigmoid(margin).mean() + l2 * reg
 
 
 def _infonce_loss(
-    model: InterestGCN,
+    model: GraphModel,
     nodes: torch.Tensor,
     x0: torch.Tensor,
     users: torch.Tensor,
@@ -132,22 +158,19 @@ def _infonce_loss(
     l2: float,
     temperature: float,
 ) -> torch.Tensor:
-    n_users = model.n_users
-    u = F.normalize(nodes[users], dim=1)
-    p = F.normalize(nodes[n_users + items], dim=1)
-    n = F.normalize(nodes[n_users + negatives], dim=1)
+    rows, sizes = _batch_rows(model, users, items, negatives)
+    u, p, n = F.normalize(nodes[rows], dim=1).split(sizes)
     positive = (u * p).sum(1, keepdim=True) / temperature
     negative = u @ n.T / temperature
-    logits = torch.cat([positive, negative], dim=1)
-    loss = torch.logsumexp(logits, dim=1) - logits[:, 0]
-    reg = (x0[users].pow(2).sum() + x0[n_users + items].pow(2).sum()) / (
-        2 * users.numel()
+    loss = (
+        torch.logsumexp(torch.cat([positive, negative], dim=1), dim=1) - positive[:, 0]
     )
+    reg = x0[rows[: 2 * users.numel()]].pow(2).sum() / (2 * users.numel())
     return loss.mean() + l2 * reg
 
 
 def final_vectors(
-    model: InterestGCN, adjacency: Adjacency, config: TrainConfig
+    model: GraphModel, adjacency: Adjacency, config: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """(user vectors, item vectors) as float32 numpy; cosine models are normalised."""
     model.eval()
@@ -161,7 +184,7 @@ def final_vectors(
 
 
 def _validation_metrics(
-    model: InterestGCN,
+    model: GraphModel,
     adjacency: Adjacency,
     config: TrainConfig,
     validation: EvaluationSplit,
@@ -174,7 +197,7 @@ def _validation_metrics(
 
 
 def _optimizer_tensors(
-    optimizer: torch.optim.Optimizer, model: InterestGCN
+    optimizer: torch.optim.Optimizer, model: GraphModel
 ) -> dict[str, torch.Tensor]:
     names = {id(p): n for n, p in model.named_parameters()}
     out: dict[str, torch.Tensor] = {}
@@ -188,7 +211,7 @@ def _optimizer_tensors(
 
 def _load_optimizer_tensors(
     optimizer: torch.optim.Optimizer,
-    model: InterestGCN,
+    model: GraphModel,
     tensors: dict[str, torch.Tensor],
 ) -> None:
     for name, param in model.named_parameters():
@@ -211,7 +234,7 @@ class _Checkpointer:
 
     def save(
         self,
-        model: InterestGCN,
+        model: GraphModel,
         optimizer: torch.optim.Optimizer,
         best: dict[str, torch.Tensor],
         state: dict[str, Any],
@@ -283,6 +306,8 @@ def _train(
     device: str = "auto",
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    max_steps: int | None = None,
+    node_features: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainingRun:
     """Train on ``split.train`` (or the edge ``weights`` given, same sparsity).
 
@@ -298,6 +323,9 @@ def _train(
         device: ``auto``, ``cpu`` or ``cuda``.
         checkpoint_dir: resume from and checkpoint to this folder.
         on_epoch: called with each epoch's record (loss, seconds, metrics).
+        max_steps: end each epoch after this many batches (timing runs, smoke
+            tests); None visits every training pair.
+        node_features: (user, item) feature matrices for ``hetero-sage``.
     """
     started = time.perf_counter()
     epochs = epochs or config.epochs
@@ -306,8 +334,10 @@ def _train(
     if torch_device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     graph = split.train if weights is None else weights
-    model, adjacency = build_model(split, config, graph, item_text, torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model, adjacency = build_model(
+        split, config, graph, item_text, torch_device, node_features
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
 
     # Training pairs are the nonzeros of split.train: the split's ground truth
     # (test or validation) is a separate matrix that never enters the graph.
@@ -347,7 +377,7 @@ def _train(
         generator.manual_seed(config.seed + epoch)
         order = torch.randperm(pair_users.numel(), generator=generator)
         total, steps = 0.0, 0
-        batches = range(0, order.numel(), config.batch_size)
+        batches = range(0, order.numel(), config.batch_size)[:max_steps]
         for start in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
             batch = order[start : start + config.batch_size]
             users = pair_users[batch].to(torch_device)
@@ -386,6 +416,7 @@ def _train(
             "epoch": epoch,
             "loss": total / max(steps, 1),
             "seconds": seconds,
+            "steps": steps,
         }
         if validation is not None and epoch % config.eval_every == 0:
             metrics = _validation_metrics(model, adjacency, config, validation, k)

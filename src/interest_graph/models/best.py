@@ -1,0 +1,95 @@
+"""The project's best configuration per protocol, chosen on validation splits.
+
+Every hyperparameter here was picked on a validation split carved from the
+protocol's training data (:mod:`interest_graph.evaluation.validation`), never on
+the test users; ``chosen_on`` says how. ``bench/quality.py`` trains these and
+scores them beside the baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from interest_graph.config import Settings
+from interest_graph.errors import ConfigError
+from interest_graph.evaluation.ranking import Recommender
+
+
+@dataclass(frozen=True)
+class BestConfiguration:
+    """A model and its hyperparameters for one protocol."""
+
+    model: str
+    hyperparameters: dict[str, Any]
+    chosen_on: str
+    make: Callable[[Settings], Recommender] = field(repr=False)
+
+
+def _graph_filter(**hyperparameters: Any) -> Callable[[Settings], Recommender]:
+    def make(settings: Settings) -> Recommender:
+        from interest_graph.models.graph_filter import GraphFilter
+
+        return GraphFilter(**hyperparameters)
+
+    return make
+
+
+def _graph_model(model: str, **train: Any) -> Callable[[Settings], Recommender]:
+    def make(settings: Settings) -> Recommender:
+        from interest_graph.models.recommender import GraphModelRecommender
+
+        tuned = settings.train.model_copy(update={"model": model, **train})
+        return GraphModelRecommender(settings.model_copy(update={"train": tuned}))
+
+    return make
+
+
+def _shop_model(**hyperparameters: Any) -> Callable[[Settings], Recommender]:
+    def make(settings: Settings) -> Recommender:
+        from interest_graph.models.shop_signals import TemporalEASE
+
+        return TemporalEASE(**hyperparameters)
+
+    return make
+
+
+BEST: dict[str, BestConfiguration] = {
+    "gowalla-lightgcn": BestConfiguration(
+        model="graph-filter",
+        hyperparameters={},
+        chosen_on="validation: 20% of each user's training items held out",
+        make=_graph_filter(),
+    ),
+    "online-retail-temporal": BestConfiguration(
+        model="temporal-ease",
+        hyperparameters={},
+        chosen_on="validation: the 30 days before the test start (EVALUATION.md)",
+        make=_shop_model(),
+    ),
+    "online-retail-cold-items": BestConfiguration(
+        model="text-lightgcn",
+        hyperparameters={"loss": "infonce"},
+        chosen_on="early stopping on 20% of warm items made pseudo-cold",
+        make=_graph_model("text-lightgcn", loss="infonce"),
+    ),
+}
+
+
+def best_configuration(protocol: str) -> BestConfiguration:
+    """The best configuration of ``protocol``.
+
+    Raises:
+        ConfigError: no configuration is registered for the protocol.
+    """
+    if protocol not in BEST:
+        raise ConfigError(
+            f"no best configuration for {protocol!r}; known: {sorted(BEST)}"
+        )
+    return BEST[protocol]
+
+
+def best_model(protocol: str, settings: Settings | None = None) -> Recommender:
+    """An unfitted instance of the protocol's best configuration."""
+    return best_configuration(protocol).make(settings or Settings())
