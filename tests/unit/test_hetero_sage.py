@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
 from feast import FeatureStore
 
@@ -21,12 +20,10 @@ from interest_graph.evaluation.protocols import (
 )
 from interest_graph.evaluation.ranking import rank_test_users, score_ranking
 from interest_graph.features import StoreProfile, apply_repo, build_features, open_store
-from interest_graph.models.graph import Adjacency, normalised_adjacency
 from interest_graph.models.hetero import (
     INTERACTS,
     REV_INTERACTS,
     HeteroSAGE,
-    build_hetero_sage,
 )
 from interest_graph.models.node_features import (
     has_features,
@@ -45,14 +42,19 @@ def temporal(small_shop: ShopTables) -> EvaluationSplit:
 
 
 @pytest.fixture(scope="module")
-def store(
+def features_dir(
     tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path
-) -> FeatureStore:
+) -> Path:
     """The small shop's feature tables behind an applied repo (offline store)."""
     features = tmp_path_factory.mktemp("hetero") / "features"
     build_features(small_shop_dir, features)
     apply_repo(features, PROFILE)
-    return open_store(features, PROFILE)
+    return features
+
+
+@pytest.fixture(scope="module")
+def store(features_dir: Path) -> FeatureStore:
+    return open_store(features_dir, PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -157,41 +159,29 @@ def test_messages_follow_the_edges_of_both_types() -> None:
 
 
 def test_trains_with_the_training_loop_and_beats_popularity(
-    temporal: EvaluationSplit,
-    features: Features,
-    monkeypatch: pytest.MonkeyPatch,
+    temporal: EvaluationSplit, features: Features
 ) -> None:
     user_features, item_features, _, _ = features
-    built: list[HeteroSAGE] = []
-
-    def build_model(
-        split: EvaluationSplit,
-        config: TrainConfig,
-        weights: sp.csr_matrix,
-        item_text: np.ndarray | None,
-        device: torch.device,
-    ) -> tuple[HeteroSAGE, Adjacency]:
-        model = build_hetero_sage(
-            split, config, user_features, item_features, item_text, device
-        )
-        built.append(model)
-        return model, Adjacency(normalised_adjacency(split.train))
-
-    monkeypatch.setattr(training, "build_model", build_model)
     # A small graph: one thread is faster than two contending for busy cores.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     config = TrainConfig(
-        model="lightgcn", dim=32, layers=2, epochs=8, batch_size=2048, lr=0.01
+        model="hetero-sage", dim=32, layers=2, epochs=8, batch_size=2048, lr=0.01
     )
     try:
-        run = training.train_graph_model(temporal, config, device="cpu")
+        run = training.train_graph_model(
+            temporal,
+            config,
+            device="cpu",
+            node_features=(user_features, item_features),
+        )
     finally:
         torch.set_num_threads(threads)
-    assert len(built) == 1
     assert run.epochs == 8 and run.history[-1]["loss"] < run.history[0]["loss"]
     assert run.user_vectors.shape == (temporal.n_users, 32)
     assert run.item_vectors.shape == (temporal.n_items, 32)
+    with pytest.raises(ValueError, match="node features"):
+        training.train_graph_model(temporal, config, epochs=1)
 
     popularity = PopularityBaseline()
     popularity.fit(temporal)
@@ -235,3 +225,30 @@ def test_feast_node_features_are_aligned_and_point_in_time(
         store, temporal, before_everything
     )
     assert not early_users.any() and not early_items.any()
+
+
+def test_hetero_sage_trains_end_to_end_from_the_feast_store(
+    features_dir: Path, temporal: EvaluationSplit, tmp_path: Path
+) -> None:
+    """``train.model=hetero-sage`` reads features from Feast as of each split."""
+    from interest_graph.config import Settings
+    from interest_graph.models.recommender import GraphModelRecommender
+
+    settings = Settings(
+        paths={"work_dir": tmp_path / "work"},
+        features={
+            "features_dir": features_dir,
+            "online_store": PROFILE.online_store,
+            "project": PROFILE.project,
+        },
+        train={"epochs": 6, "batch_size": 2048, "dim": 32, "lr": 0.01},
+    )
+    model = GraphModelRecommender(settings, "hetero-sage")
+    model.fit(temporal)
+    assert model.selection is not None and model.selection.best_epoch >= 1
+    top_k, _ = rank_test_users(model, temporal, 20)
+    popularity = PopularityBaseline()
+    popularity.fit(temporal)
+    top_pop, _ = rank_test_users(popularity, temporal, 20)
+    ours = score_ranking(temporal, top_k)["recall@20"]
+    assert ours > score_ranking(temporal, top_pop)["recall@20"]
