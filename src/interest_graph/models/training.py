@@ -308,6 +308,7 @@ def _train(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     max_steps: int | None = None,
     node_features: tuple[np.ndarray, np.ndarray] | None = None,
+    monitor: EvaluationSplit | None = None,
 ) -> TrainingRun:
     """Train on ``split.train`` (or the edge ``weights`` given, same sparsity).
 
@@ -326,6 +327,9 @@ def _train(
         max_steps: end each epoch after this many batches (timing runs, smoke
             tests); None visits every training pair.
         node_features: (user, item) feature matrices for ``hetero-sage``.
+        monitor: a split scored after every epoch only to record the quality
+            curve (``monitor_*`` in the history, e.g. time to a test recall);
+            it never influences training, stopping or the returned vectors.
     """
     started = time.perf_counter()
     epochs = epochs or config.epochs
@@ -429,6 +433,9 @@ def _train(
                 }
             else:
                 run_state["stale"] += 1
+        if monitor is not None:
+            metrics = _validation_metrics(model, adjacency, config, monitor, k)
+            record.update({f"monitor_{m}": v for m, v in metrics.items()})
         run_state["history"].append(record)
         run_state["epoch"] = epoch
         log.info(
