@@ -70,6 +70,17 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def hyperparameters_of(model: Any) -> dict[str, Any]:
+    """The fitted model's full hyperparameters, whatever its kind."""
+    for name in ("hyperparameters", "config"):
+        value = getattr(model, name, None)
+        if callable(value):
+            return dict(value())
+        if hasattr(value, "model_dump"):
+            return dict(value.model_dump(mode="json", exclude={"checkpoint_dir"}))
+    return {}
+
+
 def run_best(
     protocol: str, split: EvaluationSplit, settings: Settings, out_recs: Path | None
 ) -> dict[str, Any]:
@@ -83,7 +94,7 @@ def run_best(
     metrics = score_ranking(split, items)
     row: dict[str, Any] = {"model": best.model, **_rounded(dict(metrics))}
     row["train_seconds"] = round(train_seconds, 1)
-    row["hyperparameters"] = best.hyperparameters
+    row["hyperparameters"] = hyperparameters_of(model)
     row["chosen_on"] = best.chosen_on
     facts = getattr(model, "training_facts", None)
     if callable(facts):
