@@ -276,6 +276,34 @@ def _fingerprint(config: TrainConfig, split: EvaluationSplit, epochs: int) -> st
     return json.dumps(facts, sort_keys=True)
 
 
+def _train_step(
+    model: GraphModel,
+    adjacency: Adjacency,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    warm_items: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    """One mini-batch: propagate, sample negatives, loss, Adam step; the loss."""
+    x0 = model.layer0(config.id_dropout)
+    nodes = model.propagate(adjacency, x0)
+    count = users.numel() if config.loss == "bpr" else config.negatives
+    pick = torch.randint(warm_items.numel(), (count,), generator=generator)
+    negatives = warm_items[pick].to(users.device)
+    if config.loss == "bpr":
+        loss = _bpr_loss(model, nodes, x0, users, items, negatives, config.l2)
+    else:
+        loss = _infonce_loss(
+            model, nodes, x0, users, items, negatives, config.l2, config.temperature
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def train_graph_model(
     split: EvaluationSplit,
     config: TrainConfig,
@@ -370,7 +398,6 @@ def _train(
         )
         best_state = {k_[5:]: v for k_, v in tensors.items() if k_.startswith("best/")}
         _load_optimizer_tensors(optimizer, model, tensors)
-        generator.manual_seed(config.seed + run_state["epoch"])
         torch.set_rng_state(tensors["rng/torch"])
         log.info("resumed %s at epoch %d", config.model, run_state["epoch"])
 
@@ -386,33 +413,16 @@ def _train(
             batch = order[start : start + config.batch_size]
             users = pair_users[batch].to(torch_device)
             items = pair_items[batch].to(torch_device)
-            x0 = model.layer0(config.id_dropout)
-            nodes = model.propagate(adjacency, x0)
-            if config.loss == "bpr":
-                pick = torch.randint(
-                    warm_items.numel(), (batch.numel(),), generator=generator
-                )
-                negatives = warm_items[pick].to(torch_device)
-                loss = _bpr_loss(model, nodes, x0, users, items, negatives, config.l2)
-            else:
-                pick = torch.randint(
-                    warm_items.numel(), (config.negatives,), generator=generator
-                )
-                negatives = warm_items[pick].to(torch_device)
-                loss = _infonce_loss(
-                    model,
-                    nodes,
-                    x0,
-                    users,
-                    items,
-                    negatives,
-                    config.l2,
-                    config.temperature,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
+            total += _train_step(
+                model,
+                adjacency,
+                optimizer,
+                config,
+                users,
+                items,
+                warm_items,
+                generator,
+            )
             steps += 1
         seconds = time.perf_counter() - epoch_started
         epoch_seconds.append(seconds)
