@@ -108,7 +108,7 @@ def our_epoch_seconds(
     return run.epoch_seconds[0] * n_batches / steps, steps
 
 
-def minutes_to_recall(split_loader: str, data: Path, target: float) -> dict:
+def minutes_to_recall(data: Path, target: float) -> dict:
     """Best Gowalla configuration: wall minutes from raw files to the test recall."""
     from interest_graph.models.best import best_model
 
@@ -180,7 +180,7 @@ def main() -> None:
         "epoch_batches_timed": steps,
     }
     if not args.quick:
-        best = minutes_to_recall("gowalla-lightgcn", args.data, 0.18)
+        best = minutes_to_recall(args.data, 0.18)
         print(f"best configuration: {best}")
         result["minutes_to_recall_0.18"] = best["minutes"] if best["reached"] else None
         result["best_configuration"] = best

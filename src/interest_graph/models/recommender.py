@@ -97,37 +97,39 @@ class GraphModelRecommender:
         return feast_node_features(split, self.settings)
 
     def fit(self, split: EvaluationSplit) -> None:
-        config, k = self.config, self.settings.evaluation.k
+        config = self.config
         text = item_text_vectors(split, self.settings) if self._uses_text else None
-        device = self.settings.device
         epochs = config.epochs
         if config.early_stopping:
             validation = validation_split(split, seed=config.seed)
             log.info("validation split: %s", validation.describe())
-            self.selection = train_graph_model(
-                validation,
-                config,
-                weights=edge_weights(validation, self.settings),
-                item_text=text,
-                validation=validation,
-                k=k,
-                device=device,
-                checkpoint_dir=_sub(config.checkpoint_dir, "validation"),
-                node_features=self._node_features(validation),
+            self.selection = self._train(
+                validation, text, "validation", validation=validation
             )
             epochs = max(self.selection.best_epoch, 1)
             if not config.refit:
                 self.run = self.selection
                 return
-        self.run = train_graph_model(
+        self.run = self._train(split, text, "final", epochs=epochs)
+
+    def _train(
+        self,
+        split: EvaluationSplit,
+        text: np.ndarray | None,
+        stage: str,
+        **options: Any,
+    ) -> TrainingRun:
+        """One training run on ``split``: its edge weights, features, checkpoints."""
+        return train_graph_model(
             split,
-            config,
+            self.config,
             weights=edge_weights(split, self.settings),
             item_text=text,
-            epochs=epochs,
-            device=device,
-            checkpoint_dir=_sub(config.checkpoint_dir, "final"),
+            k=self.settings.evaluation.k,
+            device=self.settings.device,
+            checkpoint_dir=_sub(self.config.checkpoint_dir, stage),
             node_features=self._node_features(split),
+            **options,
         )
 
     @property
