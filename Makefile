@@ -41,6 +41,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/baselines.py --quick
+	$(BIN)/python bench/quality.py --quick
+	$(BIN)/python bench/train_speed.py --quick
 
 # Re-resolve the whole platform's lock (needs the package registry).
 lock: $(BIN)/python

@@ -26,6 +26,8 @@ runner = CliRunner()
         ["recommend"],
         ["run"],
         ["embed"],
+        ["train"],
+        ["interests"],
     ],
 )
 def test_help_at_every_level(command: list[str]) -> None:
