@@ -251,12 +251,22 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: <work>/runs/<model>).")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Override train.model: {', '.join(GRAPH_MODELS + SCORING_MODELS)}."
+        ),
+    ] = None,
 ) -> None:
     """Train the graph model of the `train` settings; write the artifact + metrics."""
     settings = root_settings(ctx)
+    name = model or settings.train.model
+    trainable = GRAPH_MODELS + SCORING_MODELS
+    if name not in trainable:
+        raise InterestGraphError(f"cannot train {name!r}; choose one of {trainable}")
     data = source or settings.paths.data_dir / "synth"
-    target = out or settings.paths.runs_dir / settings.train.model
-    result = stages.train(protocol, data, target, settings)
+    target = out or settings.paths.runs_dir / name
+    result = stages.train(protocol, data, target, settings, name)
     print_metrics_table([result.metrics], settings.evaluation.k)
     console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
 

@@ -149,30 +149,43 @@ def train(
     source: str | Path,
     out_dir: str | Path,
     settings: Settings,
+    model_name: str | None = None,
 ) -> TrainResult:
-    """Train ``settings.train.model`` on the protocol's training data.
+    """Train ``settings.train.model`` (or ``model_name``) on the protocol's data.
 
     Writes the artifact (``<out_dir>/model``: safetensors + JSON + index) and
     ``<out_dir>/metrics.json``: validation metrics that chose the epochs, and the
     artifact's scores on the protocol's test users (reported, never used to choose).
+    ``model_name`` may also be a scorer (``graph-filter``, ``temporal-ease``).
     """
-    from interest_graph.models.recommender import GraphModelRecommender
+    from interest_graph.models.recommender import (
+        SCORING_MODELS,
+        GraphModelRecommender,
+        scorer_artifact,
+    )
 
     split = build_split(protocol, source)
     log.info("%s: %s", protocol, split.describe())
-    model = GraphModelRecommender(settings)
+    scorer = model_name in SCORING_MODELS
+    model: Any = (
+        resolve_model(str(model_name), settings)
+        if scorer
+        else GraphModelRecommender(settings, model_name)
+    )
     started = time.perf_counter()
     model.fit(split)
     fit_seconds = time.perf_counter() - started
     out = Path(out_dir)
-    artifact = model.to_artifact(split).save(out / "model")
+    saved = scorer_artifact(model, split) if scorer else model.to_artifact(split)
+    artifact = saved.save(out / "model")
     top_k, _ = rank_test_users(
         model, split, settings.evaluation.k, settings.evaluation.user_batch_size
     )
     metrics: dict[str, Any] = {"protocol": protocol, "model": model.name}
     metrics.update(score_ranking(split, top_k))
     metrics["fit_seconds"] = round(fit_seconds, 2)
-    metrics["training"] = model.training_facts()
+    if not scorer:
+        metrics["training"] = model.training_facts()
     metrics["artifact"] = str(artifact)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -305,6 +318,11 @@ def interests(
     from interest_graph.models.artifact import ModelArtifact
 
     artifact = ModelArtifact.load(model_path)
+    if not artifact.has_vectors:
+        raise ConfigError(
+            f"{model_path}: a {artifact.model} model has no user and item vectors "
+            "to build interests from"
+        )
     graph = build_from_artifact(artifact, n_interests, seed=settings.evaluation.seed)
     vectors = (artifact.user_vectors, artifact.item_vectors)
     explanation: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from interest_graph.cli import app
@@ -99,3 +100,43 @@ def test_interests_of_a_folder_that_is_no_model_is_a_clear_error(
     result = runner.invoke(app, ["interests", "--model", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a model artifact" in result.output
+
+
+@pytest.mark.parametrize("model", ["graph-filter", "temporal-ease"])
+def test_scorers_train_into_artifacts_that_score_identically(
+    tmp_path: Path, small_shop_dir: Path, model: str
+) -> None:
+    run = tmp_path / "run"
+    common = ["--protocol", "shop-temporal", "--source", str(small_shop_dir)]
+    result = runner.invoke(app, ["train", *common, "--model", model, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["scorer"] is True and config["model"] == model
+    # Rebuilt from safetensors, the artifact scores exactly like the fitted model.
+    scored = tmp_path / "scored.json"
+    result = runner.invoke(
+        app, ["evaluate", *common, "--model", str(run / "model"), "--out", str(scored)]
+    )
+    assert result.exit_code == 0, result.output
+    again = json.loads(scored.read_text())
+    assert again["recall@20"] == metrics["recall@20"]
+    assert again["ndcg@20"] == metrics["ndcg@20"]
+    by_name = runner.invoke(app, ["evaluate", *common, "--model", model])
+    assert by_name.exit_code == 0, by_name.output
+    assert f"{metrics['ndcg@20']:.4f}" in by_name.output
+    # Interests need vectors: the graph filter has them, temporal EASE does not.
+    result = runner.invoke(app, ["interests", "--model", str(run / "model")])
+    if model == "graph-filter":
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2
+        assert "no user and item vectors" in result.output
+
+
+def test_train_refuses_an_untrainable_model(small_shop_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--source", str(small_shop_dir), "--model", "popularity"]
+    )
+    assert result.exit_code == 2
+    assert "cannot train 'popularity'" in result.output

@@ -7,8 +7,10 @@ Layout of an artifact folder (never pickle)::
     users.parquet       user_id per row of user_vectors
     items.parquet       item_id (and title, where known) per row of item_vectors
 
-Scores of every artifact are ``user_vectors @ item_vectors.T`` unless the model
-kind says otherwise (graph filters store their sparse matrices as extra tensors).
+Scores of a vector model are ``user_vectors @ item_vectors.T``. A scorer
+(``config["scorer"]`` true: the graph filter, temporal EASE) stores the arrays its
+``from_tensors`` / ``from_arrays`` rebuilds it from, and vectors only where it has
+them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ class ModelArtifact:
     item_ids: np.ndarray
     tensors: dict[str, np.ndarray]
     item_titles: np.ndarray | None = field(default=None)
+
+    @property
+    def is_scorer(self) -> bool:
+        """True for models rebuilt from their arrays rather than scored by vectors."""
+        return bool(self.config.get("scorer", False))
+
+    @property
+    def has_vectors(self) -> bool:
+        return "user_vectors" in self.tensors and "item_vectors" in self.tensors
 
     @property
     def user_vectors(self) -> np.ndarray:
@@ -120,6 +131,8 @@ class ModelArtifact:
             ("user_vectors", artifact.user_ids),
             ("item_vectors", artifact.item_ids),
         ):
+            if artifact.is_scorer and name not in tensors:
+                continue
             if name not in tensors or tensors[name].shape[0] != len(ids):
                 raise MalformedFileError(
                     root, f"{name} does not match the {len(ids)} ids of its index"

@@ -16,7 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from interest_graph.config import Settings
+from interest_graph.errors import ConfigError
 from interest_graph.evaluation.protocols import EvaluationSplit
+from interest_graph.evaluation.ranking import Recommender
 from interest_graph.evaluation.validation import validation_split
 from interest_graph.logs import get_logger
 from interest_graph.models.artifact import ModelArtifact
@@ -31,7 +33,6 @@ SCORING_MODELS = ("graph-filter", "temporal-ease")
 
 def item_text_vectors(split: EvaluationSplit, settings: Settings) -> np.ndarray:
     """Text embeddings of the split's items with the configured language model."""
-    from interest_graph.errors import ConfigError
     from interest_graph.text_encoder import encode_texts
 
     if split.item_text is None:
@@ -47,7 +48,6 @@ def feast_node_features(
     Point in time: a validation split's start is earlier than its parent's, so
     each training run sees only features computed before its own ground truth.
     """
-    from interest_graph.errors import ConfigError
     from interest_graph.features import StoreProfile, open_store
     from interest_graph.models.node_features import node_features_from_feast
 
@@ -184,36 +184,71 @@ def _sub(folder: Path | None, name: str) -> Path | None:
     return None if folder is None else folder / name
 
 
+def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
+    """A fitted graph filter or temporal EASE as an artifact (its arrays, no pickle)."""
+    from interest_graph.models.graph_filter import GraphFilter
+
+    if isinstance(model, GraphFilter):
+        tensors = model.to_tensors()
+        tensors["user_vectors"] = model.user_vectors(np.arange(split.n_users))
+        hyperparameters = model.hyperparameters()
+    else:
+        tensors = dict(model.to_arrays())
+        hyperparameters = model.config()
+    return ModelArtifact(
+        model=model.name,
+        config={
+            "scorer": True,
+            "hyperparameters": hyperparameters,
+            "protocol": split.protocol,
+        },
+        user_ids=split.user_ids,
+        item_ids=split.item_ids,
+        tensors=tensors,
+        item_titles=split.item_text,
+    )
+
+
+def _rebuilt_scorer(artifact: ModelArtifact) -> Recommender:
+    from interest_graph.models.graph_filter import GraphFilter
+    from interest_graph.models.shop_signals import TemporalEASE
+
+    hyperparameters = artifact.config["hyperparameters"]
+    if artifact.model == GraphFilter.name:
+        return GraphFilter.from_tensors(artifact.tensors, hyperparameters)
+    if artifact.model == TemporalEASE.name:
+        return TemporalEASE.from_arrays(artifact.tensors, hyperparameters)
+    raise ConfigError(f"unknown scorer {artifact.model!r} in the artifact")
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each wanted id in ``ids`` (-1 where unknown)."""
+    import pandas as pd
+
+    return pd.Index(ids).get_indexer(pd.Index(wanted.astype(str)))
+
+
 class ArtifactRecommender:
     """Scores a split with a saved artifact; users and items are matched by id.
 
-    Users or items the artifact does not know get zero vectors, so they score 0.
+    Users or items the artifact does not know score 0 (zero vectors).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.artifact = ModelArtifact.load(self.path)
         self.name = self.artifact.model
+        self.scorer = (
+            _rebuilt_scorer(self.artifact) if self.artifact.is_scorer else None
+        )
 
     def fit(self, split: EvaluationSplit) -> None:
-        """Align the artifact's vectors to the split's user and item order."""
-        import pandas as pd
-
-        def aligned(
-            vectors: np.ndarray, ids: np.ndarray, wanted: np.ndarray
-        ) -> tuple[np.ndarray, int]:
-            rows = pd.Index(ids).get_indexer(pd.Index(wanted.astype(str)))
-            out = np.zeros((wanted.size, vectors.shape[1]), dtype=np.float32)
-            out[rows >= 0] = vectors[rows[rows >= 0]]
-            return out, int((rows < 0).sum())
-
-        self.users, unknown_users = aligned(
-            self.artifact.user_vectors, self.artifact.user_ids, split.user_ids
-        )
-        items, unknown_items = aligned(
-            self.artifact.item_vectors, self.artifact.item_ids, split.item_ids
-        )
-        self.items_t = np.ascontiguousarray(items.T)
+        """Map the split's users and items to the artifact's rows."""
+        self.user_rows = _positions(self.artifact.user_ids, split.user_ids)
+        self.item_rows = _positions(self.artifact.item_ids, split.item_ids)
+        self.n_items = split.n_items
+        unknown_users = int((self.user_rows < 0).sum())
+        unknown_items = int((self.item_rows < 0).sum())
         if unknown_users or unknown_items:
             log.warning(
                 "%s does not know %d users and %d items of %s; they score 0",
@@ -222,6 +257,23 @@ class ArtifactRecommender:
                 unknown_items,
                 split.protocol,
             )
+        if self.scorer is None:
+            users = _aligned(self.artifact.user_vectors, self.user_rows)
+            items = _aligned(self.artifact.item_vectors, self.item_rows)
+            self.users, self.items_t = users, np.ascontiguousarray(items.T)
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items_t
+        if self.scorer is None:
+            return self.users[users] @ self.items_t
+        rows = self.user_rows[users]
+        known_users, known_items = rows >= 0, self.item_rows >= 0
+        out = np.zeros((len(users), self.n_items), dtype=np.float32)
+        scores = self.scorer.score(rows[known_users])[:, self.item_rows[known_items]]
+        out[np.ix_(known_users, known_items)] = scores
+        return out
+
+
+def _aligned(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.zeros((rows.size, vectors.shape[1]), dtype=np.float32)
+    out[rows >= 0] = vectors[rows[rows >= 0]]
+    return out
