@@ -40,6 +40,7 @@ from torch_geometric.nn import LightGCN  # noqa: E402
 from interest_graph.config import SynthConfig, TrainConfig  # noqa: E402
 from interest_graph.evaluation.protocols import (  # noqa: E402
     EvaluationSplit,
+    binary_matrix,
     build_split,
 )
 from interest_graph.evaluation.ranking import (  # noqa: E402
@@ -137,12 +138,7 @@ def synthetic_shop_split(users: int, items: int, events: int) -> EvaluationSplit
     )
     user_codes, user_ids = pd.factorize(shop.events["user_id"])
     item_codes, item_ids = pd.factorize(shop.events["item_id"])
-    ones = np.ones(user_codes.size, dtype=np.float32)
-    train = sp.csr_matrix(
-        (ones, (user_codes, item_codes)), shape=(len(user_ids), len(item_ids))
-    )
-    train.sum_duplicates()
-    train.data[:] = 1.0
+    train = binary_matrix(user_codes, item_codes, (len(user_ids), len(item_ids)))
     del shop
     return EvaluationSplit(
         protocol="synthetic-shop",

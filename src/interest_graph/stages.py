@@ -178,11 +178,7 @@ def train(
     out = Path(out_dir)
     saved = scorer_artifact(model, split) if scorer else model.to_artifact(split)
     artifact = saved.save(out / "model")
-    top_k, _ = rank_test_users(
-        model, split, settings.evaluation.k, settings.evaluation.user_batch_size
-    )
-    metrics: dict[str, Any] = {"protocol": protocol, "model": model.name}
-    metrics.update(score_ranking(split, top_k))
+    metrics = _test_metrics(model, split, settings, model.name)
     metrics["fit_seconds"] = round(fit_seconds, 2)
     if not scorer:
         metrics["training"] = model.training_facts()
@@ -202,17 +198,23 @@ def _fitted(
     return model, time.perf_counter() - started
 
 
+def _test_metrics(
+    fitted: Recommender, split: EvaluationSplit, settings: Settings, label: str
+) -> dict[str, Any]:
+    """Rank the split's test users with a fitted model and score the ranking."""
+    top_k, _ = rank_test_users(
+        fitted, split, settings.evaluation.k, settings.evaluation.user_batch_size
+    )
+    return {"protocol": split.protocol, "model": label, **score_ranking(split, top_k)}
+
+
 def evaluate_on_split(
     split: EvaluationSplit, model: str, settings: Settings
 ) -> dict[str, Any]:
     """Fit ``model`` on ``split.train``, rank the test users and score the ranking."""
     started = time.perf_counter()
     fitted, fit_seconds = _fitted(split, model, settings)
-    top_k, _ = rank_test_users(
-        fitted, split, settings.evaluation.k, settings.evaluation.user_batch_size
-    )
-    result: dict[str, Any] = {"protocol": split.protocol, "model": model}
-    result.update(score_ranking(split, top_k))
+    result = _test_metrics(fitted, split, settings, model)
     result["fit_seconds"] = round(fit_seconds, 3)
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result

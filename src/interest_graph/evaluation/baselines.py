@@ -116,6 +116,21 @@ class EASEBaseline:
         return np.asarray(self.train[users] @ self.weights, dtype=np.float32)
 
 
+def item_text_vectors(
+    split: EvaluationSplit, settings: Settings, model: str
+) -> np.ndarray:
+    """Text embeddings of the split's items with the configured language model.
+
+    Raises:
+        ConfigError: the protocol has no item text (``model`` names who needs it).
+    """
+    from interest_graph.text_encoder import encode_texts
+
+    if split.item_text is None:
+        raise ConfigError(f"protocol {split.protocol} has no item text for {model}")
+    return encode_texts(list(split.item_text), settings.text)
+
+
 class TextKNNBaseline:
     """Text kNN for cold items: user = mean of their items' normalised text vectors.
 
@@ -129,13 +144,7 @@ class TextKNNBaseline:
         self.settings = settings
 
     def fit(self, split: EvaluationSplit) -> None:
-        from interest_graph.text_encoder import encode_texts
-
-        if split.item_text is None:
-            raise ConfigError(
-                f"protocol {split.protocol} has no item text for text-knn"
-            )
-        self.item_vectors = encode_texts(list(split.item_text), self.settings.text)
+        self.item_vectors = item_text_vectors(split, self.settings, self.name)
         counts = np.asarray(split.train.sum(axis=1)).ravel()
         profile = split.train @ self.item_vectors
         profile /= np.maximum(counts, 1.0)[:, None]

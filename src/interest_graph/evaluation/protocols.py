@@ -81,6 +81,17 @@ class EvaluationSplit:
         }
 
 
+def binary_matrix(
+    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Users × items, 1 where a (row, col) pair occurs (however often)."""
+    data = np.ones(len(rows), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # implicit feedback: bought at least once
+    return matrix
+
+
 def _matrix(
     pairs: pd.DataFrame, user_index: pd.Index, item_index: pd.Index
 ) -> sp.csr_matrix:
@@ -88,13 +99,7 @@ def _matrix(
     cols = item_index.get_indexer(pd.Index(pairs["item_id"]))
     if (rows < 0).any() or (cols < 0).any():
         raise ValueError("pairs reference users or items outside the index")
-    data = np.ones(rows.size, dtype=np.float32)
-    matrix = sp.csr_matrix(
-        (data, (rows, cols)), shape=(len(user_index), len(item_index))
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0  # implicit feedback: bought at least once
-    return matrix
+    return binary_matrix(rows, cols, (len(user_index), len(item_index)))
 
 
 def _unique_pairs(events: pd.DataFrame) -> pd.DataFrame:
@@ -223,12 +228,9 @@ def gowalla_split(source: Path) -> EvaluationSplit:
     n_items = int(max(data.train["item"].max(), data.test["item"].max())) + 1
 
     def matrix(frame: pd.DataFrame) -> sp.csr_matrix:
-        ones = np.ones(len(frame), dtype=np.float32)
-        shape = (n_users, n_items)
-        out = sp.csr_matrix((ones, (frame["user"], frame["item"])), shape=shape)
-        out.sum_duplicates()
-        out.data[:] = 1.0
-        return out
+        return binary_matrix(
+            frame["user"].to_numpy(), frame["item"].to_numpy(), (n_users, n_items)
+        )
 
     train, test = matrix(data.train), matrix(data.test)
     test_users = np.flatnonzero(np.diff(test.indptr) > 0)

@@ -17,20 +17,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from interest_graph.evaluation.protocols import EvaluationSplit
+from interest_graph.evaluation.protocols import EvaluationSplit, binary_matrix
 
 VALIDATION_DAYS = 30.0
 VALIDATION_SHARE = 0.2
-
-
-def _binary(
-    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
-) -> sp.csr_matrix:
-    data = np.ones(rows.size, dtype=np.float32)
-    matrix = sp.csr_matrix((data, (rows, cols)), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def _assemble(
@@ -64,8 +54,8 @@ def _cold_items(split: EvaluationSplit, share: float, seed: int) -> EvaluationSp
     pseudo_cold[rng.choice(warm, int(share * warm.size), replace=False)] = True
     coo = split.train.tocoo()
     held = pseudo_cold[coo.col]
-    train = _binary(coo.row[~held], coo.col[~held], split.train.shape)
-    truth = _binary(coo.row[held], coo.col[held], split.train.shape)
+    train = binary_matrix(coo.row[~held], coo.col[~held], split.train.shape)
+    truth = binary_matrix(coo.row[held], coo.col[held], split.train.shape)
     # Like the protocol: a test user needs at least one kept item to go on.
     has_kept = np.diff(train.indptr) > 0
     truth = sp.diags(has_kept.astype(np.float32)) @ truth
@@ -83,10 +73,10 @@ def _last_days(split: EvaluationSplit, days: float) -> EvaluationSplit:
     assert events is not None
     early = events["days_before"].to_numpy() > days
     before, after = events[early], events[~early]
-    train = _binary(
+    train = binary_matrix(
         before["user"].to_numpy(), before["item"].to_numpy(), split.train.shape
     )
-    recent = _binary(
+    recent = binary_matrix(
         after["user"].to_numpy(), after["item"].to_numpy(), split.train.shape
     )
     known = np.asarray(train.sum(axis=0)).ravel() > 0
@@ -114,8 +104,8 @@ def _random_share(split: EvaluationSplit, share: float, seed: int) -> Evaluation
     order = np.lexsort((~held, coo.row))
     first_of_user = np.r_[True, coo.row[order][1:] != coo.row[order][:-1]]
     held[order[first_of_user]] = False
-    train = _binary(coo.row[~held], coo.col[~held], split.train.shape)
-    truth = _binary(coo.row[held], coo.col[held], split.train.shape)
+    train = binary_matrix(coo.row[~held], coo.col[~held], split.train.shape)
+    truth = binary_matrix(coo.row[held], coo.col[held], split.train.shape)
     candidates = np.ones(split.n_items, dtype=bool)
     return _assemble(split, train, truth, candidates, None, split.test_start)
 

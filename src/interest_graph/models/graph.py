@@ -9,6 +9,7 @@ of ``Â @ x`` is ``Â @ grad`` again, so no transpose is ever formed.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,14 +23,18 @@ def bipartite_adjacency(weights: sp.csr_matrix) -> sp.csr_matrix:
     return sp.bmat([[None, weights], [weights.T, None]], format="csr")
 
 
+def inverse_sqrt(degrees: np.ndarray) -> np.ndarray:
+    """``d^-1/2`` (float64) with 0 where the degree is 0: cold rows stay silent."""
+    out = np.zeros(degrees.shape, dtype=np.float64)
+    positive = degrees > 0
+    out[positive] = np.asarray(degrees[positive], dtype=np.float64) ** -0.5
+    return out
+
+
 def normalised_adjacency(weights: sp.csr_matrix) -> sp.csr_matrix:
     """Â = D^-1/2 A D^-1/2 with D the weighted degrees; isolated nodes stay zero."""
     adjacency = bipartite_adjacency(weights.astype(np.float64))
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    inv_sqrt = np.divide(
-        1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0
-    )
-    scale = sp.diags(inv_sqrt)
+    scale = sp.diags(inverse_sqrt(np.asarray(adjacency.sum(axis=1)).ravel()))
     return (scale @ adjacency @ scale).tocsr().astype(np.float32)
 
 
@@ -37,13 +42,16 @@ def torch_csr(
     matrix: sp.csr_matrix, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """A scipy CSR matrix as a torch sparse CSR tensor (float32, int64 indices)."""
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(matrix.indptr.astype(np.int64)),
-        torch.from_numpy(matrix.indices.astype(np.int64)),
-        torch.from_numpy(matrix.data.astype(np.float32)),
-        size=matrix.shape,
-        device=device,
-    )
+    matrix = matrix.tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "beta state" notes
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64)),
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.data.astype(np.float32)),
+            size=matrix.shape,
+            device=device,
+        )
 
 
 def edge_index(weights: sp.csr_matrix) -> torch.Tensor:

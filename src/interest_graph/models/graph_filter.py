@@ -33,7 +33,6 @@ Cost on Gowalla (29,858 × 40,981, 2 CPU cores): the sparse SVD dominates the fi
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ import scipy.sparse as sp
 import torch
 
 from interest_graph.evaluation.protocols import EvaluationSplit
+from interest_graph.models.graph import inverse_sqrt, torch_csr
 
 SHARPEN_METHODS = ("none", "euler", "rk4")
 DENSE_SVD_LIMIT = 1500  # below this many items/users an exact dense SVD is cheap
@@ -64,26 +64,6 @@ def sharpening_polynomial(method: str, time: float, steps: int = 1) -> list[floa
         h = time / steps
         return [math.comb(steps, m) * (-h) ** m for m in range(steps + 1)]
     raise ValueError(f"sharpen_method must be one of {SHARPEN_METHODS}, got {method!r}")
-
-
-def _inverse_sqrt(degrees: np.ndarray) -> np.ndarray:
-    """``d^-1/2`` with 0 where the degree is 0 (cold rows stay silent)."""
-    out = np.zeros(degrees.shape, dtype=np.float64)
-    positive = degrees > 0
-    out[positive] = degrees[positive] ** -0.5
-    return out
-
-
-def _torch_csr(matrix: sp.csr_matrix) -> torch.Tensor:
-    matrix = matrix.tocsr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "beta state" / invariant notes
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data.astype(np.float32)),
-            size=matrix.shape,
-        )
 
 
 def _top_right_singular(
@@ -193,14 +173,14 @@ class GraphFilter:
         user_degree = np.asarray(train.sum(axis=1)).ravel()
         item_degree = np.asarray(train.sum(axis=0)).ravel()
         self._item_degree = item_degree.astype(np.float32)
-        item_scale = _inverse_sqrt(item_degree)
+        item_scale = inverse_sqrt(item_degree)
         self._normalised = (
-            (sp.diags(_inverse_sqrt(user_degree)) @ train @ sp.diags(item_scale))
+            (sp.diags(inverse_sqrt(user_degree)) @ train @ sp.diags(item_scale))
             .tocsr()
             .astype(np.float32)
         )
-        self._r = _torch_csr(self._normalised)
-        self._rt = _torch_csr(self._normalised.T.tocsr())
+        self._r = torch_csr(self._normalised)
+        self._rt = torch_csr(self._normalised.T.tocsr())
         self._item_down = torch.from_numpy(item_scale.astype(np.float32))
         up = np.zeros_like(item_scale)
         up[item_degree > 0] = item_degree[item_degree > 0] ** 0.5

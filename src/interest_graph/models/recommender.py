@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from interest_graph.config import Settings
 from interest_graph.errors import ConfigError
+from interest_graph.evaluation.baselines import item_text_vectors
 from interest_graph.evaluation.protocols import EvaluationSplit
 from interest_graph.evaluation.ranking import Recommender
 from interest_graph.evaluation.validation import validation_split
@@ -29,15 +30,6 @@ log = get_logger("models")
 GRAPH_MODELS = ("lightgcn", "text-lightgcn", "hetero-sage")
 # Trained by ``fit`` alone (closed form or training-free), no artifact vectors.
 SCORING_MODELS = ("graph-filter", "temporal-ease")
-
-
-def item_text_vectors(split: EvaluationSplit, settings: Settings) -> np.ndarray:
-    """Text embeddings of the split's items with the configured language model."""
-    from interest_graph.text_encoder import encode_texts
-
-    if split.item_text is None:
-        raise ConfigError(f"protocol {split.protocol} has no item text")
-    return encode_texts(list(split.item_text), settings.text, device="cpu")
 
 
 def feast_node_features(
@@ -98,7 +90,11 @@ class GraphModelRecommender:
 
     def fit(self, split: EvaluationSplit) -> None:
         config = self.config
-        text = item_text_vectors(split, self.settings) if self._uses_text else None
+        text = (
+            item_text_vectors(split, self.settings, self.name)
+            if self._uses_text
+            else None
+        )
         epochs = config.epochs
         if config.early_stopping:
             validation = validation_split(split, seed=config.seed)

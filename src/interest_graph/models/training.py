@@ -183,16 +183,17 @@ def final_vectors(
     return users.numpy(), items.numpy()
 
 
-def _validation_metrics(
+def _split_metrics(
     model: GraphModel,
     adjacency: Adjacency,
     config: TrainConfig,
-    validation: EvaluationSplit,
+    split: EvaluationSplit,
     k: int,
 ) -> dict[str, float]:
+    """The current vectors' metrics on ``split`` (validation, or a monitored one)."""
     users, items = final_vectors(model, adjacency, config)
-    top_k, _ = rank_test_users(VectorScorer(config.model, users, items), validation, k)
-    metrics = score_ranking(validation, top_k)
+    top_k, _ = rank_test_users(VectorScorer(config.model, users, items), split, k)
+    metrics = score_ranking(split, top_k)
     return {name: float(value) for name, value in metrics.items()}
 
 
@@ -433,7 +434,7 @@ def _train(
             "steps": steps,
         }
         if validation is not None and epoch % config.eval_every == 0:
-            metrics = _validation_metrics(model, adjacency, config, validation, k)
+            metrics = _split_metrics(model, adjacency, config, validation, k)
             record.update({f"validation_{m}": v for m, v in metrics.items()})
             ndcg = metrics[f"ndcg@{k}"]
             if ndcg > run_state["best"].get(f"ndcg@{k}", -1.0):
@@ -444,7 +445,7 @@ def _train(
             else:
                 run_state["stale"] += 1
         if monitor is not None:
-            metrics = _validation_metrics(model, adjacency, config, monitor, k)
+            metrics = _split_metrics(model, adjacency, config, monitor, k)
             record.update({f"monitor_{m}": v for m, v in metrics.items()})
         run_state["history"].append(record)
         run_state["epoch"] = epoch
