@@ -20,6 +20,8 @@ from interest_graph.evaluation.baselines import BASELINES
 from interest_graph.evaluation.protocols import PROTOCOLS
 from interest_graph.features.cli import features_app
 from interest_graph.models.recommender import GRAPH_MODELS, SCORING_MODELS
+from interest_graph.serving.cli import register as register_serving
+from interest_graph.registry.cli import registry_app
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",
@@ -31,7 +33,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+app.add_typer(registry_app, name="registry")
 register_embed(app)
+register_serving(app)
 
 # Wide enough for the metrics table when output goes to a file or a CI log.
 console = Console(width=max(Console().width, 120))
@@ -257,6 +261,12 @@ def train(
             help=f"Override train.model: {', '.join(GRAPH_MODELS + SCORING_MODELS)}."
         ),
     ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="Register the model (MLflow) and promote it if it beats the champion."
+        ),
+    ] = False,
 ) -> None:
     """Train the graph model of the `train` settings; write the artifact + metrics."""
     settings = root_settings(ctx)
@@ -266,9 +276,15 @@ def train(
         raise InterestGraphError(f"cannot train {name!r}; choose one of {trainable}")
     data = source or settings.paths.data_dir / "synth"
     target = out or settings.paths.runs_dir / name
-    result = stages.train(protocol, data, target, settings, name)
+    result = stages.train(protocol, data, target, settings, name, register=register)
     print_metrics_table([result.metrics], settings.evaluation.k)
     console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
+    if result.registered is not None:
+        decision = result.registered
+        state = "champion" if decision.promoted else "challenger"
+        console.print(
+            f"registered version {decision.version}: {state} - {decision.reason}"
+        )
 
 
 @app.command()

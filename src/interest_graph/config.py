@@ -235,6 +235,119 @@ class TrainConfig(BaseModel):
     )
 
 
+class TuneConfig(BaseModel):
+    """The Ray Tune search (``interest-graph tune``)."""
+
+    trials: int = Field(16, ge=1, description="Trials to sample from the space.")
+    max_epochs: int = Field(12, ge=1, description="Epochs a trial may run at most.")
+    grace_epochs: int = Field(
+        2, ge=1, description="Epochs every trial runs before ASHA may stop it."
+    )
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA's halving rate.")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="Fractions share a GPU.")
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the local Ray (default: all)."
+    )
+    address: str | None = Field(
+        None,
+        description="An existing Ray cluster (ray://host:10001 for KubeRay); "
+        "default $RAY_ADDRESS, else a local Ray.",
+    )
+    storage_path: str | None = Field(
+        None,
+        description="Trial results: a folder or shared storage (s3://, a PVC "
+        "mount); default <work_dir>/tune.",
+    )
+    seed: int = 0
+    space: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
+            "dim": {"choice": [32, 64, 128]},
+            "layers": {"choice": [1, 2, 3]},
+            "lr": {"loguniform": [1e-3, 2e-2]},
+            "l2": {"loguniform": [1e-6, 1e-3]},
+            "negatives": {"choice": [256, 1024, 2048]},
+            "temperature": {"uniform": [0.05, 0.3]},
+            "id_dropout": {"uniform": [0.0, 0.6]},
+        },
+        description="train.* fields to search; each a choice, uniform, "
+        "loguniform, randint or grid of values.",
+    )
+
+
+class RegistryConfig(BaseModel):
+    """The MLflow tracking server and model registry."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="sqlite:///..., postgresql://user@host:5432/db or http(s)://; "
+        "default $MLFLOW_TRACKING_URI, else sqlite in <work_dir>/mlflow.",
+    )
+    artifact_location: str | None = Field(
+        None,
+        description="Where new experiments keep artifacts: a folder or "
+        "s3://bucket/prefix (set MLFLOW_S3_ENDPOINT_URL for MinIO).",
+    )
+    experiment: str = "interest-graph"
+    model_name: str = "recommender"
+    primary_metric: str = Field(
+        "ndcg@20", description="Metric the promotion gate compares."
+    )
+    margin: float = Field(
+        0.001,
+        ge=0,
+        description="A challenger must beat the champion by this much (absolute).",
+    )
+
+
+class ServingConfig(BaseModel):
+    """The KServe recommendation service (``interest-graph serve``)."""
+
+    model_uri: str = Field(
+        "models:/recommender@champion",
+        description="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/, s3://, "
+        "file:// or a local artifact folder.",
+    )
+    http_port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    k: int = Field(20, ge=1, description="Items per user when a request sets none.")
+    max_k: int = Field(1000, ge=1, le=10_000, description="Largest k a request gets.")
+    max_users: int = Field(1000, ge=1, description="Users in one call at most.")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Larger request bodies are refused (413)."
+    )
+    reload_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Poll the registry alias this often; 0 turns hot reload off.",
+    )
+    inference_log: Path | None = Field(
+        None,
+        description="JSONL (or .parquet) sink of requests and responses; default "
+        "<work_dir>/serving/inference-log.jsonl.",
+    )
+    inference_log_enabled: bool = True
+    index: Literal["exact", "faiss-ivf", "faiss-hnsw"] = Field(
+        "exact",
+        description="exact inner product (numpy/torch), or a FAISS ANN index for "
+        "catalogues over ~1M items.",
+    )
+    feast: bool = Field(
+        True, description="Look user features up in the Feast online store."
+    )
+    items_path: Path | None = Field(
+        None,
+        description="Canonical items.parquet for category, price and titles "
+        "(default: Feast item_statistics when feast is on).",
+    )
+    history_path: Path | None = Field(
+        None,
+        description="Canonical events.parquet whose items are excluded per user "
+        "(what they already have) and that counts popularity.",
+    )
+    workers: int = Field(1, ge=1, description="REST worker processes.")
+
+
 class Settings(BaseSettings):
     """All settings of the platform; sections map to stages."""
 
@@ -251,6 +364,9 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @property

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from interest_graph.config import Settings
 from interest_graph.data.custom_shop import load_custom_shop
@@ -32,6 +32,9 @@ from interest_graph.evaluation.ranking import (
 )
 from interest_graph.logs import get_logger
 from interest_graph.schema import ShopTables
+
+if TYPE_CHECKING:
+    from interest_graph.registry import PromotionDecision
 
 log = get_logger("stages")
 
@@ -110,7 +113,8 @@ def ingest(
 
 
 def resolve_model(name: str, settings: Settings) -> Recommender:
-    """A model by name (a baseline or a graph model), or a trained artifact's path."""
+    """A model by name (a baseline or a graph model), a trained artifact's path, or
+    a registry / storage URI (``models:/recommender@champion``, ``s3://...``)."""
     from interest_graph.models.artifact import is_artifact
     from interest_graph.models.recommender import (
         GRAPH_MODELS,
@@ -120,6 +124,10 @@ def resolve_model(name: str, settings: Settings) -> Recommender:
 
     if is_artifact(name):
         return ArtifactRecommender(name)
+    if name.startswith(MODEL_URI_PREFIXES):
+        from interest_graph.registry import resolve_model_uri
+
+        return ArtifactRecommender(resolve_model_uri(name, settings).path)
     if name in GRAPH_MODELS:
         return GraphModelRecommender(settings, name)
     if name == "graph-filter":
@@ -135,13 +143,25 @@ def resolve_model(name: str, settings: Settings) -> Recommender:
     return make_baseline(name, settings)
 
 
+MODEL_URI_PREFIXES = (
+    "models:/",
+    "runs:/",
+    "s3://",
+    "gs://",
+    "file://",
+    "mlflow-artifacts:/",
+)
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    """What ``train`` wrote: the artifact folder and the metrics JSON."""
+    """What ``train`` wrote: the artifact folder and the metrics JSON, and, when
+    registered, the registry version and the promotion gate's decision."""
 
     artifact: Path
     metrics_path: Path
     metrics: dict[str, Any]
+    registered: PromotionDecision | None = None
 
 
 def train(
@@ -150,6 +170,8 @@ def train(
     out_dir: str | Path,
     settings: Settings,
     model_name: str | None = None,
+    *,
+    register: bool = False,
 ) -> TrainResult:
     """Train ``settings.train.model`` (or ``model_name``) on the protocol's data.
 
@@ -157,6 +179,8 @@ def train(
     ``<out_dir>/metrics.json``: validation metrics that chose the epochs, and the
     artifact's scores on the protocol's test users (reported, never used to choose).
     ``model_name`` may also be a scorer (``graph-filter``, ``temporal-ease``).
+    With ``register``, the artifact becomes a registry version with its metrics and
+    lineage, and the promotion gate decides whether it is the new champion.
     """
     from interest_graph.models.recommender import (
         SCORING_MODELS,
@@ -186,7 +210,37 @@ def train(
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("trained %s -> %s", model.name, artifact)
-    return TrainResult(artifact=artifact, metrics_path=metrics_path, metrics=metrics)
+    decision = (
+        register_and_promote(artifact, split.protocol, source, metrics, settings)
+        if register
+        else None
+    )
+    return TrainResult(artifact, metrics_path, metrics, decision)
+
+
+def register_and_promote(
+    artifact: Path,
+    protocol: str,
+    source: str | Path,
+    metrics: dict[str, Any],
+    settings: Settings,
+) -> PromotionDecision:
+    """Register a trained artifact (metrics, params, lineage) and run the gate."""
+    from interest_graph.models.artifact import ModelArtifact
+    from interest_graph.registry import promote, register
+    from interest_graph.registry.lineage import lineage
+
+    config = ModelArtifact.load(artifact).config
+    params = {"model": metrics["model"], **config.get("hyperparameters", {})}
+    version = register(
+        artifact,
+        {protocol: metrics},
+        settings,
+        protocol=protocol,
+        params=params,
+        lineage=lineage(source, settings, config.get("text_model")),
+    )
+    return promote(settings, version.version)
 
 
 def _fitted(
