@@ -20,8 +20,8 @@ from interest_graph.evaluation.baselines import BASELINES
 from interest_graph.evaluation.protocols import PROTOCOLS
 from interest_graph.features.cli import features_app
 from interest_graph.models.recommender import GRAPH_MODELS, SCORING_MODELS
-from interest_graph.serving.cli import register as register_serving
 from interest_graph.registry.cli import registry_app
+from interest_graph.serving.cli import register as register_serving
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",
@@ -285,6 +285,61 @@ def train(
         console.print(
             f"registered version {decision.version}: {state} - {decision.reason}"
         )
+
+
+@app.command()
+@clear_errors
+def tune(
+    ctx: typer.Context,
+    protocol: ProtocolOption = "online-retail-temporal",
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Data the protocol reads (default: shared Online Retail)."),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials to run (default tune.trials).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: ray://HOST:10001 (KubeRay) or HOST:PORT."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default <work>/runs/tune-*).")
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(help="Register the tuned model; the gate decides promotion."),
+    ] = True,
+) -> None:
+    """Ray Tune search (ASHA) over the graph model; retrain and test the best."""
+    from interest_graph.tuning import tune_model
+
+    settings = root_settings(ctx)
+    data = source or _default_source(protocol, settings)
+    result = tune_model(
+        protocol,
+        data,
+        settings,
+        trials=trials,
+        address=address,
+        out_dir=out,
+        register=register,
+    )
+    print_metrics_table([result.final.metrics], settings.evaluation.k)
+    console.print(json.dumps(result.summary(), indent=2, default=str))
+    console.print(
+        f"trials: {result.trials_path}\nplot: {result.plot_path}\n"
+        f"model: {result.final.artifact}"
+    )
+
+
+def _default_source(protocol: str, settings: Settings) -> Path:
+    shared = settings.paths.shared_data_dir
+    if protocol.startswith("online-retail"):
+        return shared / "online_retail" / "Online_Retail.parquet"
+    if protocol.startswith("gowalla"):
+        return shared / "gowalla"
+    return settings.paths.data_dir / "synth"
 
 
 @app.command()
