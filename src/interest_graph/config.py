@@ -345,7 +345,9 @@ class ServingConfig(BaseModel):
         description="Canonical events.parquet whose items are excluded per user "
         "(what they already have) and that counts popularity.",
     )
-    workers: int = Field(1, ge=1, description="REST worker processes.")
+    workers: int = Field(
+        1, ge=1, description="REST worker processes; only 1 (scale with replicas)."
+    )
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,8 @@
 """Rank candidates for test users, score rankings, read and write recommendation files.
 
 The batch command and the evaluation share :func:`top_k_items`, so a recommendation
-file scores exactly what ``evaluate`` reports.
+file scores exactly what ``evaluate`` reports; it and the recommendation server
+both rank with :func:`rank_items`, so the server agrees with ``recommend``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from interest_graph.errors import MalformedFileError
 from interest_graph.evaluation.metrics import NO_ITEM, RankingMetrics
@@ -45,17 +47,45 @@ def top_k_items(
         ``(items, scores)``, both len(users) × k, best first. Ranks a model could not
         fill (fewer candidates than k, or -inf scores) hold ``NO_ITEM`` and NaN.
     """
+    candidates = None if split.candidates.all() else split.candidates
+    return rank_items(scores, k, seen=split.train[users], candidates=candidates)
+
+
+def rank_items(
+    scores: np.ndarray,
+    k: int,
+    *,
+    seen: sp.csr_matrix | None = None,
+    candidates: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` items per row of ``scores``: the one ranking rule of the platform.
+
+    Args:
+        scores: rows × items scores (any float dtype; it is copied).
+        k: items per row.
+        seen: rows × items; nonzero entries are never recommended (what the user
+            already has, or asked to exclude).
+        candidates: boolean mask of the items that may be recommended, one per
+            item (all rows) or rows × items.
+
+    Returns:
+        ``(items, scores)``, both rows × k, best first; equal scores by item index.
+        Ranks that cannot be filled hold ``NO_ITEM`` and NaN.
+    """
     import torch
 
     # A contiguous copy we may mask (models may hand back views or broadcasts).
     table = torch.tensor(np.ascontiguousarray(scores, dtype=np.float32))
-    if not split.candidates.all():
-        table[:, torch.from_numpy(~split.candidates)] = -torch.inf
-    seen = split.train[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-    table[
-        torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))
-    ] = -torch.inf
+    if candidates is not None:
+        allowed = torch.from_numpy(np.ascontiguousarray(candidates, dtype=bool))
+        table.masked_fill_(
+            ~allowed if allowed.ndim == 2 else ~allowed[None, :], -torch.inf
+        )
+    if seen is not None and seen.nnz:
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        table[
+            torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))
+        ] = -torch.inf
     k_eff = min(k, table.shape[1])
     # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
     top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)

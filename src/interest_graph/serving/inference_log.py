@@ -1,0 +1,155 @@
+"""The inference log: request, response, model version and latency per call.
+
+A request only appends a tuple to a bounded queue; a writer thread encodes the
+records and appends them to a JSONL file (or, for a ``.parquet`` path, writes
+Parquet files of :data:`PARQUET_ROWS` records beside it) for the drift
+monitoring. When the queue is full, records are dropped and counted rather than
+slowing the shop down. In a cluster, KServe's request logger can take its place.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from interest_graph.logs import get_logger
+
+log = get_logger("serving.inference_log")
+
+QUEUE_SIZE = 100_000
+BATCH = 4096
+# A Parquet sink writes a file per this many records (and at close).
+PARQUET_ROWS = 10_000
+
+
+class InferenceLog:
+    """A buffered, asynchronous sink of inference records.
+
+    Attributes:
+        path: the JSONL file (or Parquet folder prefix).
+        written: records written so far.
+        dropped: records dropped because the queue was full.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parquet = self.path.suffix == ".parquet"
+        self._pending: list[dict[str, Any]] = []
+        self.written = 0
+        self.dropped = 0
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_SIZE)
+        self._thread = threading.Thread(
+            target=self._run, name="inference-log", daemon=True
+        )
+        self._thread.start()
+
+    def record(
+        self,
+        protocol: str,
+        request: list[dict[str, Any]],
+        response: list[dict[str, Any]],
+        model_version: str,
+        latency_ms: float,
+        request_id: str | None = None,
+    ) -> None:
+        """Queue one call's record (never blocks)."""
+        try:
+            self._queue.put_nowait(
+                (
+                    time.time(),
+                    protocol,
+                    request_id,
+                    model_version,
+                    latency_ms,
+                    request,
+                    response,
+                )
+            )
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer."""
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]  # wait for work, then take all that waits
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [_record(*b) for b in batch if b is not None]
+            final = any(b is None for b in batch)
+            try:
+                self._write(records, final=final)
+                self.written += len(records)
+            except Exception as exc:  # a full disk must not stop the server
+                log.error("inference log %s: cannot write: %s", self.path, exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if final:
+                return
+
+    def _write(self, records: list[dict[str, Any]], *, final: bool) -> None:
+        if self.parquet:
+            self._pending.extend(records)
+            if self._pending and (final or len(self._pending) >= PARQUET_ROWS):
+                self._write_parquet(self._pending)
+                self._pending = []
+            return
+        if records:
+            lines = b"".join(orjson.dumps(r) + b"\n" for r in records)
+            with open(self.path, "ab") as sink:
+                sink.write(lines)
+
+    def _write_parquet(self, records: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = [
+            {
+                **r,
+                "request": orjson.dumps(r["request"]).decode(),
+                "response": orjson.dumps(r["response"]).decode(),
+            }
+            for r in records
+        ]
+        name = f"{self.path.stem}-{os.getpid()}-{time.time_ns()}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), self.path.parent / name)
+
+
+def _record(
+    stamp: float,
+    protocol: str,
+    request_id: str | None,
+    model_version: str,
+    latency_ms: float,
+    request: list[dict[str, Any]],
+    response: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "timestamp": stamp,
+        "protocol": protocol,
+        "request_id": request_id,
+        "model_version": model_version,
+        "latency_ms": round(latency_ms, 3),
+        "request": request,
+        "response": response,
+    }

@@ -1,0 +1,35 @@
+"""KServe, imported without letting it read this process's command line.
+
+``kserve.model_server`` parses ``sys.argv`` when first imported; options of our own
+commands (``query --protocol grpc``) would trip its parser. Every serving module
+takes KServe names from here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_argv = sys.argv
+sys.argv = _argv[:1]
+try:
+    import kserve
+    from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+    from kserve import model_server as model_server
+    from kserve.errors import InvalidInput
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as grpc_pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_services
+finally:
+    sys.argv = _argv
+
+__all__ = [
+    "InferInput",
+    "InferOutput",
+    "InferRequest",
+    "InferResponse",
+    "InvalidInput",
+    "Model",
+    "grpc_pb",
+    "grpc_services",
+    "kserve",
+    "model_server",
+]

@@ -1,0 +1,240 @@
+"""Assemble and run the service: predictor, hot reload, KServe's ModelServer.
+
+KServe's own app answers v1, v2, health and metadata, and its gRPC server v2 on
+the gRPC port. :func:`harden_app` adds what it lacks for a public endpoint: a
+body size limit (413), 400 instead of 422 for bodies FastAPI cannot validate
+(malformed JSON on v2), and ``GET /v2/models/recommender/status``, which says
+when the service is degraded (feature store down) while readiness stays 200
+because fallbacks still answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from interest_graph.config import ServingConfig, Settings
+from interest_graph.errors import ConfigError
+from interest_graph.logs import get_logger
+from interest_graph.serving import MODEL_NAME
+from interest_graph.serving.history import UserHistory
+from interest_graph.serving.inference_log import InferenceLog
+from interest_graph.serving.model import ServingModel, load_serving_model
+from interest_graph.serving.predictor import RecommenderModel
+from interest_graph.serving.reload import HotReloader
+from interest_graph.serving.user_features import (
+    FeastUserFeatures,
+    NoUserFeatures,
+    UserFeatureSource,
+)
+
+log = get_logger("serving.server")
+
+_HARDENED = "interest_graph_hardened"
+
+
+@dataclass
+class Service:
+    """A predictor and, for a registry alias, the reloader that follows it."""
+
+    predictor: RecommenderModel
+    reloader: HotReloader | None
+
+
+def inference_log_path(settings: Settings) -> Path:
+    """``serving.inference_log`` or ``<work_dir>/serving/inference-log.jsonl``."""
+    return settings.serving.inference_log or (
+        settings.paths.work_dir / "serving" / "inference-log.jsonl"
+    )
+
+
+def feature_source(settings: Settings) -> UserFeatureSource:
+    """Feast lookups when ``serving.feast`` is on, else none."""
+    if not settings.serving.feast:
+        return NoUserFeatures()
+
+    def open_lookup() -> Any:
+        from interest_graph.features.online import OnlineLookup
+        from interest_graph.features.repo import StoreProfile, open_store
+
+        store = open_store(
+            settings.features_dir, StoreProfile.from_settings(settings.features)
+        )
+        return OnlineLookup(store, "serving")
+
+    return FeastUserFeatures(open_lookup)
+
+
+def build_service(settings: Settings) -> Service:
+    """The predictor (not loaded yet) and its reloader, from the settings."""
+    config = settings.serving
+    features = feature_source(settings)
+    history = (
+        UserHistory.from_events(config.history_path) if config.history_path else None
+    )
+
+    def item_features(item_ids: Any) -> Any:
+        lookup = getattr(features, "item_lookup", lambda: None)()
+        if lookup is None or config.items_path is not None:
+            return None
+        from interest_graph.serving.catalogue import feast_item_features
+
+        try:
+            return feast_item_features(lookup, list(item_ids))
+        except Exception as exc:  # no item data: filters match nothing, say so
+            log.warning("item statistics not read from Feast: %s", exc)
+            return None
+
+    def build(path: Path, version: str | None, uri: str) -> ServingModel:
+        return load_serving_model(
+            path,
+            version=version or "local",
+            uri=uri,
+            index_kind=config.index,
+            items_path=config.items_path,
+            item_features=item_features,
+            history=history,
+        )
+
+    uri = config.model_uri
+    current, load_version = registry_source(uri, settings, build)
+    log_sink = (
+        InferenceLog(inference_log_path(settings))
+        if config.inference_log_enabled
+        else None
+    )
+    predictor = RecommenderModel(
+        lambda: _load_uri(uri, settings, build),
+        config,
+        features=features,
+        inference_log=log_sink,
+    )
+    reloader = (
+        HotReloader(predictor, current, load_version, config.reload_seconds)
+        if current is not None and load_version is not None
+        else None
+    )
+    return Service(predictor, reloader)
+
+
+def _load_uri(
+    uri: str, settings: Settings, build: Callable[[Path, str | None, str], ServingModel]
+) -> ServingModel:
+    from interest_graph.registry import resolve_model_uri
+
+    resolved = resolve_model_uri(uri, settings)
+    return build(resolved.path, resolved.version, uri)
+
+
+def registry_source(
+    uri: str,
+    settings: Settings,
+    build: Callable[[Path, str | None, str], ServingModel],
+) -> tuple[Callable[[], str | None] | None, Callable[[str], ServingModel] | None]:
+    """For ``models:/NAME@ALIAS``: the alias's current version and a loader of a
+    version; ``(None, None)`` for URIs that cannot move."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return None, None
+    from interest_graph.registry import alias_version
+
+    name, alias = uri.removeprefix("models:/").split("@", 1)
+
+    def current() -> str | None:
+        return alias_version(name, alias, settings)
+
+    def load_version(version: str) -> ServingModel:
+        from interest_graph.registry import resolve_model_uri
+
+        resolved = resolve_model_uri(f"models:/{name}/{version}", settings)
+        return build(resolved.path, resolved.version, uri)
+
+    return current, load_version
+
+
+def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
+    """Add the size limit, 400 handlers and the status route to KServe's app."""
+    if getattr(app.state, _HARDENED, False):
+        app.state.service = service
+        return
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import ORJSONResponse
+
+    from interest_graph.serving.limits import BodyTooLargeError, LimitBodySize
+
+    app.add_middleware(LimitBodySize, max_bytes=config.max_body_bytes)
+    app.state.service = service
+
+    async def too_large(_: Any, exc: Exception) -> ORJSONResponse:
+        return ORJSONResponse({"error": str(exc)}, status_code=413)
+
+    async def not_valid(_: Any, exc: Exception) -> ORJSONResponse:
+        errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in errors[:5]
+        )
+        return ORJSONResponse(
+            {"error": f"invalid request body: {problems or exc}"}, status_code=400
+        )
+
+    async def status() -> dict[str, Any]:
+        current: Service = app.state.service
+        answer = current.predictor.status()
+        reloader = current.reloader
+        answer["hot_reload"] = (
+            None
+            if reloader is None
+            else {
+                "poll_seconds": reloader.poll_seconds,
+                "last_error": reloader.last_error,
+            }
+        )
+        return answer
+
+    app.add_exception_handler(BodyTooLargeError, too_large)
+    app.add_exception_handler(RequestValidationError, not_valid)
+    app.add_api_route(f"/v2/models/{MODEL_NAME}/status", status, methods=["GET"])
+    setattr(app.state, _HARDENED, True)
+
+
+def serve(settings: Settings) -> None:
+    """Load the model and run REST (v1, v2) and gRPC v2 in the foreground."""
+    from interest_graph.serving.kserve_compat import model_server
+
+    config = settings.serving
+    if config.workers != 1:
+        # KServe pickles models into spawned REST workers; ours hold threads and
+        # stores, and a worker rebuilt from settings outlived KServe's liveness
+        # ping while loading. Scale with replicas (one worker per pod) instead.
+        raise ConfigError(
+            f"serving.workers={config.workers}: only 1 REST worker per process is "
+            "supported; run more replicas (KServe) or processes instead"
+        )
+    service = build_service(settings)
+    service.predictor.load()
+    harden_app(model_server.app, service, config)
+    _quiet_per_request_logs()
+    server = model_server.ModelServer(
+        http_port=config.http_port,
+        grpc_port=config.grpc_port,
+        workers=config.workers,
+        enable_grpc=True,
+        enable_latency_logging=False,
+    )
+    if service.reloader is not None:
+        service.reloader.start()
+    server.start([service.predictor])
+
+
+def _quiet_per_request_logs() -> None:
+    """KServe logs a line per request and per gRPC call; the inference log
+    records calls already, and a log line costs the request path."""
+    import logging
+
+    from kserve.logging import logger, trace_logger
+
+    trace_logger.setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logger.setLevel(logging.WARNING)

@@ -1,0 +1,123 @@
+"""User features for a call, from the Feast online store: one batched lookup.
+
+When the store fails, every user of the call is marked ``unavailable`` (the
+model answers what it can and says so in ``fallback``), and the store is left
+alone for :data:`RETRY_SECONDS` so a dead Redis costs requests nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from interest_graph.logs import get_logger
+from interest_graph.serving.requests import UserFeatures
+
+log = get_logger("serving.user_features")
+
+RETRY_SECONDS = 5.0
+INTEREST_VECTOR = "user_interest_vectors__interest_vector"
+TOP_INTERESTS = "user_interest_vectors__top_interests"
+
+NO_FEATURES = UserFeatures(status="off")
+
+
+class UserFeatureSource(Protocol):
+    """Where a call's user features come from."""
+
+    status: str
+
+    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
+        """Features per user id, in order; never raises for a store outage."""
+        ...
+
+
+class NoUserFeatures:
+    """No feature store (``--no-feast``): every user gets empty features."""
+
+    status = "off"
+
+    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
+        return [NO_FEATURES] * len(user_ids)
+
+
+class FeastUserFeatures:
+    """Lookups through :class:`~interest_graph.features.online.OnlineLookup`.
+
+    Attributes:
+        status: ``ok`` or ``unavailable`` (the last lookup failed, or the store
+            could not be opened); readiness reports it.
+        last_error: the last failure, for the status endpoint.
+    """
+
+    def __init__(self, open_lookup: Any, retry_seconds: float = RETRY_SECONDS) -> None:
+        """Args:
+        open_lookup: a callable returning an ``OnlineLookup`` (called again
+            after a failure to open, e.g. a registry that was not applied yet).
+        retry_seconds: how long to skip the store after a failure.
+        """
+        self._open_lookup = open_lookup
+        self._lookup: Any = None
+        self._retry_seconds = retry_seconds
+        self._skip_until = 0.0
+        self._lock = threading.Lock()
+        self.status = "ok"
+        self.last_error: str | None = None
+        self._connect()
+
+    def _connect(self) -> Any:
+        if self._lookup is None:
+            try:
+                self._lookup = self._open_lookup()
+            except Exception as exc:  # any failure to open is an outage for us
+                self._failed(exc)
+        return self._lookup
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            if self.status != "unavailable":
+                log.warning("feature store unavailable, serving fallbacks: %s", exc)
+            self.status = "unavailable"
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._skip_until = time.monotonic() + self._retry_seconds
+
+    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
+        down = [UserFeatures(status="unavailable")] * len(user_ids)
+        if self.status == "unavailable" and time.monotonic() < self._skip_until:
+            return down
+        lookup = self._connect()
+        if lookup is None:
+            return down
+        try:
+            rows = lookup.users(list(user_ids))
+        except Exception as exc:  # Redis down, sqlite gone, Feast internals
+            self._failed(exc)
+            return down
+        if self.status != "ok":
+            log.info("feature store is back")
+        self.status, self.last_error = "ok", None
+        return [_user_features(row["features"]) for row in rows]
+
+    def item_lookup(self) -> Any:
+        """The OnlineLookup (for item statistics at model load), or None."""
+        return self._connect()
+
+
+def _user_features(values: dict[str, Any]) -> UserFeatures:
+    vector = values.get(INTEREST_VECTOR)
+    top = values.get(TOP_INTERESTS)
+    try:
+        interests = tuple(str(t) for t in json.loads(top)) if top else ()
+    except (ValueError, TypeError):
+        interests = ()
+    array = None
+    if vector is not None and len(vector):
+        array = np.asarray(vector, dtype=np.float32)
+        if not np.isfinite(array).all():
+            array = None
+    return UserFeatures(interest_vector=array, top_interests=interests, status="ok")

@@ -1,0 +1,611 @@
+"""The recommendation service end to end: KServe's real FastAPI app and gRPC server
+on free loopback ports, in this process, with a tiny synthetic model.
+
+KServe's app is one object per process, so every test that needs the running
+server lives in this module and shares one server; tests that change the
+predictor (hot reload, feature store down) put it back afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from interest_graph.config import ServingConfig
+from interest_graph.models.artifact import ModelArtifact
+from interest_graph.serving.client import RecommenderClient
+from interest_graph.serving.inference_log import InferenceLog
+from interest_graph.serving.kserve_compat import grpc_pb, grpc_services, model_server
+from interest_graph.serving.model import ServingModel, load_serving_model
+from interest_graph.serving.predictor import RecommenderModel
+from interest_graph.serving.reload import HotReloader
+from interest_graph.serving.server import Service, harden_app
+from interest_graph.serving.user_features import FeastUserFeatures
+
+CATEGORIES = ("garden", "kitchen", "toys", "lamps")
+N_USERS, N_ITEMS, DIM = 30, 80, 8
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _artifact(folder: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    ModelArtifact(
+        model="lightgcn",
+        config={"protocol": "hand-made"},
+        user_ids=np.array([f"U{i:03d}" for i in range(N_USERS)], dtype=object),
+        item_ids=np.array([f"I{i:03d}" for i in range(N_ITEMS)], dtype=object),
+        tensors={
+            "user_vectors": rng.normal(size=(N_USERS, DIM)).astype(np.float32),
+            "item_vectors": rng.normal(size=(N_ITEMS, DIM)).astype(np.float32),
+        },
+        item_titles=np.array(
+            [f"{CATEGORIES[i % 4]} thing {i}" for i in range(N_ITEMS)], dtype=object
+        ),
+    ).save(folder)
+    return folder
+
+
+def _items(folder: Path) -> Path:
+    path = folder / "items.parquet"
+    pd.DataFrame(
+        {
+            "item_id": [f"I{i:03d}" for i in range(N_ITEMS)],
+            "category": [CATEGORIES[i % 4] for i in range(N_ITEMS)],
+            "price": [float(i) for i in range(N_ITEMS)],
+        }
+    ).to_parquet(path)
+    return path
+
+
+@dataclass
+class Running:
+    predictor: RecommenderModel
+    models: dict[str, ServingModel]
+    http: str
+    grpc: str
+    log_path: Path
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.rest.server import RESTServer
+
+    root = tmp_path_factory.mktemp("serving_app")
+    items = _items(root)
+    models = {
+        version: load_serving_model(
+            _artifact(root / f"v{version}", seed=int(version)),
+            version=version,
+            uri=str(root / f"v{version}"),
+            items_path=items,
+        )
+        for version in ("1", "2")
+    }
+    config = ServingConfig(
+        k=5, max_users=50, max_body_bytes=100_000, reload_seconds=0, feast=False
+    )
+    log_path = root / "inference-log.jsonl"
+    predictor = RecommenderModel(
+        lambda: models["1"], config, inference_log=InferenceLog(log_path)
+    )
+    predictor.load()
+    http_port, grpc_port = _free_port(), _free_port()
+    server = model_server.ModelServer(
+        http_port=http_port,
+        grpc_port=grpc_port,
+        enable_grpc=True,
+        enable_latency_logging=False,
+    )
+    server.register_model(predictor)
+    rest = RESTServer(
+        "kserve.model_server:app",
+        server.dataplane,
+        server.model_repository_extension,
+        http_port,
+    )
+    rest.config.host = "127.0.0.1"
+    rest.create_application()
+    harden_app(model_server.app, Service(predictor, None), config)
+    threading.Thread(target=rest._server.run, daemon=True).start()
+    grpc_server = GRPCServer(
+        grpc_port,
+        server.dataplane,
+        server.model_repository_extension,
+        kwargs={
+            "grpc_max_send_message_length": 1 << 24,
+            "grpc_max_receive_message_length": 1 << 24,
+        },
+        grace_period=0,
+    )
+    loop = asyncio.new_event_loop()
+    threading.Thread(
+        target=loop.run_until_complete, args=(grpc_server.start(4),), daemon=True
+    ).start()
+    http = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 30
+    while not RecommenderClient(http).ready():
+        assert time.monotonic() < deadline, "the REST server did not start"
+        time.sleep(0.05)
+    while not RecommenderClient(f"127.0.0.1:{grpc_port}", protocol="grpc").ready():
+        assert time.monotonic() < deadline, "the gRPC server did not start"
+        time.sleep(0.05)
+    yield Running(predictor, models, http, f"127.0.0.1:{grpc_port}", log_path)
+    rest._server.should_exit = True
+    loop.call_soon_threadsafe(loop.stop)  # the gRPC thread is a daemon; stop its loop
+
+
+def _v1(running: Running, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{running.http}/v1/models/recommender:predict", json=body, timeout=10
+    )
+
+
+def _expected(model: ServingModel, user: str, k: int) -> list[str]:
+    """The model's own top-k for a known user (no history, no filters)."""
+    scores = model.user_vectors[model.user_rows[user]] @ model.item_vectors.T
+    return [str(model.catalogue.item_ids[i]) for i in np.argsort(-scores)[:k]]
+
+
+def test_v1_v2_and_grpc_return_the_same_items(running: Running) -> None:
+    users = [{"user_id": u, "k": 7} for u in ("U001", "U002", "U017")]
+    answers = {
+        protocol: RecommenderClient(
+            running.grpc if protocol == "grpc" else running.http, protocol=protocol
+        ).recommend_many(users)
+        for protocol in ("v1", "v2", "grpc")
+    }
+    for protocol, answer in answers.items():
+        assert [a["user_id"] for a in answer] == ["U001", "U002", "U017"], protocol
+        for user, got in zip(users, answer, strict=True):
+            assert [i["item_id"] for i in got["items"]] == _expected(
+                running.models["1"], user["user_id"], 7
+            ), protocol
+            assert got["fallback"] is None
+            assert got["model_version"] == "1"
+        scores = [[i["score"] for i in a["items"]] for a in answer]
+        reference = [[i["score"] for i in a["items"]] for a in answers["v1"]]
+        assert np.allclose(scores, reference, rtol=1e-6), protocol
+        reasons = [[i["reason"] for i in a["items"]] for a in answer]
+        assert reasons == [[i["reason"] for i in a["items"]] for a in answers["v1"]]
+
+
+def test_v1_items_carry_title_category_and_reason(running: Running) -> None:
+    response = _v1(running, {"instances": [{"user_id": "U003"}]})
+    assert response.status_code == 200
+    (prediction,) = response.json()["predictions"]
+    assert len(prediction["items"]) == 5  # the server's default k
+    for item in prediction["items"]:
+        number = int(item["item_id"][1:])
+        assert item["title"] == f"{CATEGORIES[number % 4]} thing {number}"
+        assert item["category"] == CATEGORIES[number % 4]
+        assert item["reason"].startswith("because you like ")
+
+
+def test_exclusions_filters_and_recent_items(running: Running) -> None:
+    top = _expected(running.models["1"], "U004", 3)
+    body = {
+        "instances": [
+            {"user_id": "U004", "k": 3, "exclude": [top[0]]},
+            {"user_id": "U004", "k": 10, "filters": {"category": "toys"}},
+            {"user_id": "U004", "k": 10, "filters": {"min_price": 10, "max_price": 20}},
+            {"user_id": "U004", "k": 3, "recent_items": [top[1], "no-such-item"]},
+        ]
+    }
+    response = _v1(running, body)
+    assert response.status_code == 200, response.text
+    excluded, toys, priced, recent = response.json()["predictions"]
+    assert [i["item_id"] for i in excluded["items"]] == [
+        top[1],
+        top[2],
+        _expected(running.models["1"], "U004", 4)[3],
+    ]
+    assert {i["category"] for i in toys["items"]} == {"toys"}
+    assert all(10 <= int(i["item_id"][1:]) <= 20 for i in priced["items"])
+    assert len(priced["items"]) == 10
+    assert top[1] not in [i["item_id"] for i in recent["items"]]
+    assert any("similar to" in i["reason"] for i in recent["items"])
+
+
+def test_unknown_users_get_flagged_fallbacks(running: Running) -> None:
+    body = {
+        "instances": [
+            {"user_id": "stranger", "k": 4},
+            {"user_id": "session-9", "k": 4, "recent_items": ["I005", "I006"]},
+        ]
+    }
+    popular, folded = _v1(running, body).json()["predictions"]
+    assert popular["fallback"] == "unknown_user:popular_items"
+    assert [i["reason"] for i in popular["items"]] == ["popular in the shop"] * 4
+    model = running.models["1"]
+    by_popularity = np.argsort(-model.catalogue.popularity, kind="stable")[:4]
+    assert [i["item_id"] for i in popular["items"]] == [
+        str(model.catalogue.item_ids[i]) for i in by_popularity
+    ]
+    assert folded["fallback"] == "unknown_user:session_fold_in"
+    query = model.item_vectors[[5, 6]].mean(axis=0)
+    order = [i for i in np.argsort(-(model.item_vectors @ query)) if i not in (5, 6)]
+    assert [i["item_id"] for i in folded["items"]] == [
+        str(model.catalogue.item_ids[i]) for i in order[:4]
+    ]
+
+
+BAD_V1_BODIES = [
+    ({}, "instances"),
+    ({"instances": {}}, "instances"),
+    ({"instances": []}, "at least one"),
+    ({"instances": [{}]}, "user_id is required"),
+    ({"instances": [{"user_id": 17850}]}, "must be a string"),
+    ({"instances": [{"user_id": ""}]}, "must not be empty"),
+    ({"instances": [{"user_id": "U001", "k": 0}]}, "between 1 and 1000"),
+    ({"instances": [{"user_id": "U001", "k": -1}]}, "between 1 and 1000"),
+    ({"instances": [{"user_id": "U001", "k": 10**9}]}, "between 1 and 1000"),
+    ({"instances": [{"user_id": "U001", "k": "10"}]}, "must be an integer"),
+    ({"instances": [{"user_id": "U001", "k": 2.5}]}, "must be an integer"),
+    ({"instances": [{"user_id": "U001", "k": True}]}, "must be an integer"),
+    ({"instances": [{"user_id": "U001", "colour": "red"}]}, "unknown field"),
+    ({"instances": [{"user_id": "U001", "filters": {"brand": "x"}}]}, "unknown filter"),
+    (
+        {
+            "instances": [
+                {"user_id": "U001", "filters": {"min_price": 5, "max_price": 1}}
+            ]
+        },
+        "above max_price",
+    ),
+    ({"instances": [{"user_id": "U001", "exclude": "I001"}]}, "list of item ids"),
+    ({"instances": [{"user_id": "U001", "recent_items": [1]}]}, "must be a string"),
+    ({"instances": [{"user_id": f"U{i}"} for i in range(51)]}, "at most 50"),
+    ([1, 2], "JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_V1_BODIES)
+def test_bad_v1_bodies_are_400_with_a_reason(
+    running: Running, body: Any, message: str
+) -> None:
+    response = _v1(running, body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "status", "message"),
+    [
+        (b'{"instances": [', {"content-type": "application/json"}, 400, "format"),
+        (b"NaN", {"content-type": "application/json"}, 400, "format"),
+        (b'{"instances": [{"user_id": "U001", "k": NaN}]}', {}, 400, "format"),
+        (b"user_id=U001", {"content-type": "text/plain"}, 400, "not valid JSON"),
+        (b"\xff\xfe", {"content-type": "application/json"}, 400, "format"),
+        (
+            b"x" * 10_000_000,
+            {"content-type": "application/json"},
+            413,
+            "over the limit",
+        ),
+    ],
+)
+def test_malformed_and_oversized_v1_bodies(
+    running: Running, raw: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = httpx.post(
+        f"{running.http}/v1/models/recommender:predict",
+        content=raw,
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_a_chunked_body_over_the_limit_is_413(running: Running) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"instances": ['
+        for _ in range(200):
+            yield b'{"user_id": "U001"},' * 50
+
+    response = httpx.post(
+        f"{running.http}/v1/models/recommender:predict", content=chunks(), timeout=30
+    )
+    assert response.status_code == 413, response.text
+
+
+def _v2_body(**inputs: Any) -> dict[str, Any]:
+    return {"inputs": [{"name": n, **spec} for n, spec in inputs.items()]}
+
+
+BAD_V2_BODIES = [
+    (_v2_body(k={"datatype": "INT32", "shape": [1], "data": [3]}), "user_id"),
+    (_v2_body(user_id={"datatype": "INT32", "shape": [1], "data": [1]}), "datatype"),
+    (_v2_body(user_id={"datatype": "BYTES", "shape": [2], "data": ["U1"]}), "shape"),
+    (
+        _v2_body(user_id={"datatype": "BYTES", "shape": [1, 2], "data": ["a", "b"]}),
+        "shape",
+    ),
+    (
+        _v2_body(
+            user_id={"datatype": "BYTES", "shape": [1], "data": ["U001"]},
+            k={"datatype": "FP32", "shape": [1], "data": [3.0]},
+        ),
+        "datatype",
+    ),
+    (
+        _v2_body(
+            user_id={"datatype": "BYTES", "shape": [1], "data": ["U001"]},
+            k={"datatype": "INT32", "shape": [1], "data": [0]},
+        ),
+        "between 1",
+    ),
+    (
+        _v2_body(
+            user_id={"datatype": "BYTES", "shape": [2], "data": ["U001", "U002"]},
+            k={"datatype": "INT32", "shape": [2], "data": [3, 4]},
+        ),
+        "same for every user",
+    ),
+    (_v2_body(user_id={"datatype": "BYTES", "shape": [1], "data": [7]}), "string"),
+    (
+        _v2_body(
+            user_id={"datatype": "BYTES", "shape": [1], "data": ["U001"]},
+            colour={"datatype": "BYTES", "shape": [1], "data": ["red"]},
+        ),
+        "unknown input",
+    ),
+    ({"inputs": "user_id"}, "invalid request body"),
+    ({"outputs": []}, "invalid request body"),
+    ({"inputs": [{"name": "user_id", "datatype": "BYTES", "shape": [1]}]}, "invalid"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_V2_BODIES)
+def test_bad_v2_bodies_are_400_with_a_reason(
+    running: Running, body: Any, message: str
+) -> None:
+    response = httpx.post(
+        f"{running.http}/v2/models/recommender/infer", json=body, timeout=10
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_malformed_v2_json_is_400(running: Running) -> None:
+    response = httpx.post(
+        f"{running.http}/v2/models/recommender/infer",
+        content=b'{"inputs": [',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+
+
+def test_v2_answers_batch_by_k_tensors_and_metadata(running: Running) -> None:
+    body = _v2_body(
+        user_id={"datatype": "BYTES", "shape": [2], "data": ["U001", "stranger"]},
+        k={"datatype": "INT32", "shape": [1], "data": [3]},
+    )
+    answer = httpx.post(
+        f"{running.http}/v2/models/recommender/infer", json=body, timeout=10
+    ).json()
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["item_id"]["shape"] == [2, 3]
+    assert outputs["item_id"]["datatype"] == "BYTES"
+    assert outputs["score"]["datatype"] == "FP32"
+    assert outputs["fallback"]["data"] == ["", "unknown_user:popular_items"]
+    assert outputs["item_id"]["data"][:3] == _expected(running.models["1"], "U001", 3)
+    assert answer["model_version"] == "1"
+    metadata = httpx.get(f"{running.http}/v2/models/recommender").json()
+    assert [i["name"] for i in metadata["inputs"]] == ["user_id", "k"]
+    assert httpx.get(f"{running.http}/v2/health/live").status_code == 200
+    assert httpx.get(f"{running.http}/v2/models/recommender/ready").status_code == 200
+
+
+def test_grpc_bad_input_is_invalid_argument(running: Running) -> None:
+    with grpc.insecure_channel(running.grpc) as channel:
+        stub = grpc_services.GRPCInferenceServiceStub(channel)
+        request = grpc_pb.ModelInferRequest(
+            model_name="recommender",
+            inputs=[
+                grpc_pb.ModelInferRequest.InferInputTensor(
+                    name="user_id",
+                    datatype="INT64",
+                    shape=[1],
+                    contents=grpc_pb.InferTensorContents(int64_contents=[1]),
+                )
+            ],
+        )
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(request, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "datatype" in (error.value.details() or "")
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**12), max_value=10**12)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = st.sampled_from(
+    ["user_id", "k", "exclude", "filters", "recent_items", "features", "x"]
+)
+_INSTANCE = st.dictionaries(_FIELDS, _JSON, max_size=5)
+_BODIES = st.one_of(
+    _JSON,
+    st.fixed_dictionaries({"instances": st.lists(_INSTANCE, max_size=3)}),
+    st.fixed_dictionaries(
+        {
+            "inputs": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "name": st.sampled_from(["user_id", "k", "z"]),
+                        "datatype": st.sampled_from(["BYTES", "INT32", "FP32", "X"]),
+                        "shape": st.lists(st.integers(-2, 3), max_size=3),
+                        "data": _JSON,
+                    }
+                ),
+                max_size=3,
+            )
+        }
+    ),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(body=_BODIES, v2=st.booleans())
+def test_fuzzed_bodies_never_get_a_5xx(running: Running, body: Any, v2: bool) -> None:
+    path = "/v2/models/recommender/infer" if v2 else "/v1/models/recommender:predict"
+    response = httpx.post(
+        f"{running.http}{path}", content=json.dumps(body).encode(), timeout=10
+    )
+    assert response.status_code < 500, (body, response.text)
+
+
+def test_hot_reload_under_load_fails_nothing(running: Running) -> None:
+    predictor = running.predictor
+    expected = {
+        version: {u: _expected(model, u, 5) for u in ("U001", "U010", "U020")}
+        for version, model in running.models.items()
+    }
+    versions = iter(["1", "1", "2"])
+    reloader = HotReloader(
+        predictor,
+        current_version=lambda: next(versions),
+        load_version=lambda v: running.models[v],
+        poll_seconds=0.05,
+    )
+    failures: list[str] = []
+    seen_after: list[str] = []
+    swapped = threading.Event()
+    stop = threading.Event()
+
+    def shopper(user: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                after = swapped.is_set()
+                response = client.post(
+                    f"{running.http}/v1/models/recommender:predict",
+                    json={"instances": [{"user_id": user}]},
+                )
+                if response.status_code != 200:
+                    failures.append(response.text)
+                    continue
+                (answer,) = response.json()["predictions"]
+                version = answer["model_version"]
+                if [i["item_id"] for i in answer["items"]] != expected[version][user]:
+                    failures.append(f"half-loaded answer from version {version}")
+                if after:
+                    seen_after.append(version)
+
+    threads = [
+        threading.Thread(target=shopper, args=(u,))
+        for u in ("U001", "U010", "U020") * 3
+    ][:8]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        assert not reloader.check() and not reloader.check()  # still version 1
+        assert reloader.check()
+        swapped.set()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        predictor.swap(running.models["1"])
+    assert failures == []
+    assert seen_after and set(seen_after) == {"2"}
+
+
+def test_feature_store_down_is_flagged_and_reported(
+    running: Running, tmp_path: Path
+) -> None:
+    from interest_graph.features import StoreProfile, apply_repo, open_store
+    from interest_graph.features.online import OnlineLookup
+
+    features_dir = tmp_path / "features"
+    apply_repo(features_dir)
+    closed = _free_port()  # nothing listens here
+    profile = StoreProfile(
+        online_store="redis", redis_connection_string=f"127.0.0.1:{closed}"
+    )
+    predictor = running.predictor
+    before = predictor.features
+    predictor.features = FeastUserFeatures(
+        lambda: OnlineLookup(open_store(features_dir, profile), "serving")
+    )
+    try:
+        body = {
+            "instances": [
+                {"user_id": "U001", "k": 3},
+                {"user_id": "stranger", "k": 3},
+                {"user_id": "session", "k": 3, "recent_items": ["I001"]},
+            ]
+        }
+        started = time.perf_counter()
+        response = _v1(running, body)
+        assert time.perf_counter() - started < 5
+        assert response.status_code == 200, response.text
+        known, stranger, session = response.json()["predictions"]
+        assert known["fallback"] == "feature_store_unavailable"
+        assert [i["item_id"] for i in known["items"]] == _expected(
+            running.models["1"], "U001", 3
+        )
+        assert stranger["fallback"] == "feature_store_unavailable:popular_items"
+        assert session["fallback"] == "feature_store_unavailable:session_fold_in"
+        status = httpx.get(f"{running.http}/v2/models/recommender/status").json()
+        assert status["degraded"] is True
+        assert status["feature_store"] == "unavailable"
+        assert "Redis" in status["feature_store_error"]
+        # Still ready: fallbacks answer, taking the pod out would answer nothing.
+        assert httpx.get(f"{running.http}/v2/health/ready").status_code == 200
+    finally:
+        predictor.features = before
+    status = httpx.get(f"{running.http}/v2/models/recommender/status").json()
+    assert status["degraded"] is False
+
+
+def test_inference_log_records_calls(running: Running) -> None:
+    response = _v1(running, {"instances": [{"user_id": "U009", "k": 2}]})
+    assert response.status_code == 200
+    log = running.predictor.inference_log
+    assert log is not None
+    log.flush()
+    records = [json.loads(line) for line in running.log_path.read_text().splitlines()]
+    mine = [r for r in records if r["request"] == [{"user_id": "U009", "k": 2}]]
+    assert mine, "the call was not logged"
+    record = mine[-1]
+    assert record["protocol"] == "v1"
+    assert record["model_version"] == "1"
+    assert record["latency_ms"] > 0
+    assert record["response"] == response.json()["predictions"]
