@@ -348,6 +348,12 @@ class ServingConfig(BaseModel):
     workers: int = Field(
         1, ge=1, description="REST worker processes; only 1 (scale with replicas)."
     )
+    compute_threads: int = Field(
+        1,
+        ge=1,
+        description="Torch and BLAS threads per process. One: a request's work is "
+        "too small to split, and thread hand-offs cost ~10x on a busy machine.",
+    )
 
 
 class Settings(BaseSettings):

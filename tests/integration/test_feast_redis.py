@@ -20,6 +20,7 @@ from interest_graph.features import (
     open_store,
     status,
 )
+from interest_graph.features.online import ViewReader
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +79,13 @@ def test_redis_serves_the_latest_offline_values_and_rematerialising_is_a_no_op(
             expected["favourite_categories"]
         )
     assert online[-1]["found"] is False
+
+    # The serving path's direct read agrees with get_online_features on Redis.
+    reader = ViewReader(store, "user_activity")
+    direct = reader.read([*sample.index, "no-such-user"])
+    assert direct[-1] is None
+    for found, values in zip(online[:-1], direct[:-1], strict=True):
+        assert values is not None
+        for name in ("views_7d", "purchases_90d", "spend_90d"):
+            key = f"user_activity__{name}"
+            assert values[key] == pytest.approx(found["features"][key]), name

@@ -35,6 +35,7 @@ from interest_graph.features import (
     training_frame,
 )
 from interest_graph.features.cli import features_app
+from interest_graph.features.online import ViewReader
 from interest_graph.features.repo import default_repo_dir, repo_config
 from interest_graph.schema import ShopTables
 
@@ -357,6 +358,21 @@ def test_pushed_interest_vectors_are_served(scratch: Path) -> None:
     assert pq.read_table(scratch / "user_interests.parquet").num_rows == 1
     with pytest.raises(FeatureTableError, match="'interest_vector'"):
         push_user_interests(store, frame.assign(interest_vector=["not a vector"]))
+
+    # The serving path's direct read returns the same values; unknown ids None.
+    direct = ViewReader(store, "user_interest_vectors").read(["U0000001", "nobody"])
+    assert direct[1] is None
+    assert direct[0] is not None
+    vector = direct[0]["user_interest_vectors__interest_vector"]
+    assert vector.dtype == np.float32
+    np.testing.assert_array_equal(
+        vector,
+        np.asarray(features["user_interest_vectors__interest_vector"], np.float32),
+    )
+    assert (
+        direct[0]["user_interest_vectors__top_interests"]
+        == features["user_interest_vectors__top_interests"]
+    )
 
 
 def test_profile_takes_explicit_then_environment_then_default(tmp_path: Path) -> None:

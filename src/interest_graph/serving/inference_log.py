@@ -24,6 +24,7 @@ log = get_logger("serving.inference_log")
 
 QUEUE_SIZE = 100_000
 BATCH = 4096
+GATHER_SECONDS = 0.2
 # A Parquet sink writes a file per this many records (and at close).
 PARQUET_ROWS = 10_000
 
@@ -89,6 +90,10 @@ class InferenceLog:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]  # wait for work, then take all that waits
+            if batch[0] is not None:
+                # Let records gather: one wake-up per interval, not one per call
+                # (each wake-up takes the GIL from the request path).
+                time.sleep(GATHER_SECONDS)
             while len(batch) < BATCH:
                 try:
                     batch.append(self._queue.get_nowait())

@@ -21,6 +21,7 @@ from interest_graph.serving.requests import UserFeatures
 log = get_logger("serving.user_features")
 
 RETRY_SECONDS = 5.0
+INTEREST_VIEW = "user_interest_vectors"
 INTEREST_VECTOR = "user_interest_vectors__interest_vector"
 TOP_INTERESTS = "user_interest_vectors__top_interests"
 
@@ -44,6 +45,25 @@ class NoUserFeatures:
 
     def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
         return [NO_FEATURES] * len(user_ids)
+
+
+class ServingLookup:
+    """The Feast reads of the service: per request the user's interest view (one
+    direct online read), at model load the item statistics (the ``serving``
+    service's item features)."""
+
+    def __init__(self, store: Any) -> None:
+        from interest_graph.features.online import OnlineLookup, ViewReader
+
+        self._users = ViewReader(store, INTEREST_VIEW)
+        self._items = OnlineLookup(store, "serving", views=("item_statistics",))
+
+    def users(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``."""
+        return [{"features": values or {}} for values in self._users.read(ids)]
+
+    def items(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return list(self._items.items(ids))
 
 
 class FeastUserFeatures:
