@@ -120,6 +120,29 @@ item_text_embeddings = FeatureView(
     description="Sentence embedding of each item's title and description.",
 )
 
+# What each buyer has bought, newest first (one row per user, at their last
+# purchase), from `interest-graph features build`.
+user_recent_items_source = FileSource(
+    name="user_recent_items_source",
+    path=str(FEATURES_DIR / "user_recent_items.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# Serving excludes these items and names them in its reasons.
+user_recent_items = FeatureView(
+    name="user_recent_items",
+    entities=[user],
+    ttl=timedelta(days=365),
+    schema=[
+        # A JSON list of item ids (Feast 0.67's offline push cannot write
+        # list<string> columns to Parquet).
+        Field(name="recent_items", dtype=String),
+    ],
+    source=user_recent_items_source,
+    online=True,
+    description="The user's distinct purchased items, newest first (at most 100).",
+)
+
 # History of the pushed interest vectors, for training frames and re-materialising.
 user_interests_source = FileSource(
     name="user_interests_source",
@@ -162,6 +185,7 @@ serving = FeatureService(
     features=[
         user_activity,
         user_interest_vectors,
+        user_recent_items,
         item_statistics,
         item_text_embeddings,
     ],

@@ -332,6 +332,7 @@ def test_status_tracks_new_rows_until_materialised(scratch: Path) -> None:
         "item_statistics": 0,
         "item_text_embeddings": 0,
         "user_interest_vectors": 0,
+        "user_recent_items": 0,
     }
     assert not any(s.stale for s in status(store))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -178,3 +179,36 @@ def test_other_stages_tables_are_created_empty_and_never_overwritten(
 def test_missing_canonical_table_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MalformedFileError, match="events table not found"):
         build_features(tmp_path / "nothing", tmp_path / "features")
+
+
+def test_recent_items_are_each_buyers_purchases_newest_first(
+    built: dict[str, Path], small_shop: ShopTables
+) -> None:
+    table = pd.read_parquet(built["user_recent_items"]).set_index("user_id")
+    bought = small_shop.events[small_shop.events.event_type == "purchase"]
+    assert set(table.index) == set(bought.user_id)
+    for user in table.index[:25]:
+        mine = bought[bought.user_id == user]
+        last = mine.groupby("item_id").timestamp.max().reset_index()
+        expected = last.sort_values(
+            ["timestamp", "item_id"], ascending=[False, True]
+        ).item_id.tolist()[:100]
+        assert json.loads(table.at[user, "recent_items"]) == expected
+        stamp = pd.Timestamp(table.at[user, "event_timestamp"]).tz_convert(None)
+        assert stamp == mine.timestamp.max().floor("us")
+
+
+def test_a_catalogue_without_categories_builds(
+    tmp_path: Path, small_shop: ShopTables
+) -> None:
+    """Online Retail has no categories: favourite categories are simply empty."""
+    shop = ShopTables(
+        users=small_shop.users,
+        items=small_shop.items.assign(category=None),
+        events=small_shop.events,
+    )
+    shop.write(tmp_path / "shop")
+    paths = build_features(tmp_path / "shop", tmp_path / "features")
+    activity = pd.read_parquet(paths["user_activity"])
+    assert activity.favourite_categories.map(len).eq(0).all()
+    assert len(pd.read_parquet(paths["user_recent_items"])) > 0

@@ -37,6 +37,7 @@ USER_ACTIVITY = "user_activity.parquet"
 ITEM_STATISTICS = "item_statistics.parquet"
 ITEM_TEXT_EMBEDDINGS = "item_text_embeddings.parquet"
 USER_INTERESTS = "user_interests.parquet"
+USER_RECENT_ITEMS = "user_recent_items.parquet"
 
 # Written by other stages; the build only creates them empty so the views resolve.
 ITEM_TEXT_EMBEDDINGS_SCHEMA = pa.schema(
@@ -57,6 +58,7 @@ USER_INTERESTS_SCHEMA = pa.schema(
 )
 
 FAVOURITE_CATEGORIES = 3
+RECENT_ITEMS = 100  # distinct purchased items kept per user, newest first
 USER_WINDOWS = (7, 30, 90)
 ITEM_WINDOWS = (7, 30)
 # Day numbers are shifted so that ``day - longest window`` stays positive.
@@ -86,8 +88,9 @@ def build_features(
 
     Returns:
         Paths by feature view name: ``user_activity``, ``item_statistics``,
-        ``item_text_embeddings`` and ``user_interest_vectors`` (the last two are
-        created empty when their stages have not written them yet).
+        ``user_recent_items``, ``item_text_embeddings`` and
+        ``user_interest_vectors`` (the last two are created empty when their
+        stages have not written them yet).
 
     Raises:
         MalformedFileError: a canonical table is missing, lacks a column, or there
@@ -107,14 +110,17 @@ def build_features(
     )
     try:
         shop = _aggregate(con, inputs, _cutoff_day(con, inputs["events"], as_of))
+        recent = _user_recent_items(con)
     finally:
         con.close()
     paths = {
         "user_activity": features_dir / USER_ACTIVITY,
         "item_statistics": features_dir / ITEM_STATISTICS,
+        "user_recent_items": features_dir / USER_RECENT_ITEMS,
     }
     _write_atomically(_user_activity(shop), paths["user_activity"])
     _write_atomically(_item_statistics(shop), paths["item_statistics"])
+    _write_atomically(recent, paths["user_recent_items"])
     paths["item_text_embeddings"] = _ensure_table(
         features_dir / ITEM_TEXT_EMBEDDINGS, ITEM_TEXT_EMBEDDINGS_SCHEMA
     )
@@ -425,6 +431,9 @@ def _top_categories(shop: _Shop, user: np.ndarray, stamp: np.ndarray) -> np.ndar
     """(snapshots, 3) category codes, best first, -1 where there are fewer."""
     rows = shop.user_category_days
     span = shop.span
+    chosen = np.full((user.size, FAVOURITE_CATEGORIES), -1, dtype=np.int64)
+    if len(rows["entity"]) == 0:  # no item has a category (Online Retail)
+        return chosen
     entity = rows["entity"].astype(np.int64)
     category = rows["c"].astype(np.int64)
     n_categories = max(len(shop.categories), 1)
@@ -455,7 +464,6 @@ def _top_categories(shop: _Shop, user: np.ndarray, stamp: np.ndarray) -> np.ndar
         counts > 0, (most - counts) * n_categories + pair_category[pair], _NONE
     )
     del windows, counts, pair
-    chosen = np.full((user.size, FAVOURITE_CATEGORIES), -1, dtype=np.int64)
     has_pairs = per_snapshot > 0
     starts = run_start[has_pairs]
     for rank in range(FAVOURITE_CATEGORIES):
@@ -464,6 +472,45 @@ def _top_categories(shop: _Shop, user: np.ndarray, stamp: np.ndarray) -> np.ndar
         chosen[np.flatnonzero(has_pairs)[found], rank] = best[found] % n_categories
         score[score == np.repeat(best, per_snapshot[has_pairs])] = _NONE
     return chosen
+
+
+def _user_recent_items(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Each buyer's distinct purchased items before the cut-off, newest first.
+
+    One row per user, stamped at their last purchase: what serving excludes and
+    explains with. A JSON list, like ``top_interests`` (Feast 0.67's offline
+    push cannot write list<string>). Users without purchases have no row.
+    """
+    table = con.execute(
+        """
+        WITH bought AS (
+            SELECT user_id, item_id, max(timestamp) AS last_time
+            FROM events WHERE event_type = 'purchase' GROUP BY user_id, item_id
+        ),
+        ranked AS (
+            SELECT *, row_number() OVER (
+                PARTITION BY user_id ORDER BY last_time DESC, item_id
+            ) AS r
+            FROM bought
+        )
+        SELECT user_id,
+               CAST(to_json(list(item_id ORDER BY r)) AS VARCHAR) AS recent_items,
+               epoch_us(max(last_time)) AS stamp
+        FROM ranked WHERE r <= $keep GROUP BY user_id ORDER BY user_id
+        """,
+        {"keep": RECENT_ITEMS},
+    ).to_arrow_table()
+    stamps = pa.array(
+        table.column("stamp").to_numpy(zero_copy_only=False),
+        type=pa.timestamp("us", tz="UTC"),
+    )
+    return pa.table(
+        {
+            "user_id": table.column("user_id").cast(pa.string()),
+            "recent_items": table.column("recent_items").cast(pa.string()),
+            "event_timestamp": stamps,
+        }
+    )
 
 
 def _item_statistics(shop: _Shop) -> pa.Table:

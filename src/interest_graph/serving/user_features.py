@@ -22,6 +22,8 @@ log = get_logger("serving.user_features")
 
 RETRY_SECONDS = 5.0
 INTEREST_VIEW = "user_interest_vectors"
+RECENT_VIEW = "user_recent_items"
+RECENT_ITEMS = "user_recent_items__recent_items"
 INTEREST_VECTOR = "user_interest_vectors__interest_vector"
 TOP_INTERESTS = "user_interest_vectors__top_interests"
 
@@ -55,12 +57,18 @@ class ServingLookup:
     def __init__(self, store: Any) -> None:
         from interest_graph.features.online import OnlineLookup, ViewReader
 
-        self._users = ViewReader(store, INTEREST_VIEW)
+        self._interests = ViewReader(store, INTEREST_VIEW)
+        self._recent = ViewReader(store, RECENT_VIEW)
         self._items = OnlineLookup(store, "serving", views=("item_statistics",))
 
     def users(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``."""
-        return [{"features": values or {}} for values in self._users.read(ids)]
+        interests = self._interests.read(ids)
+        recent = self._recent.read(ids)
+        return [
+            {"features": {**(a or {}), **(b or {})}}
+            for a, b in zip(interests, recent, strict=True)
+        ]
 
     def items(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         return list(self._items.items(ids))
@@ -130,14 +138,24 @@ class FeastUserFeatures:
 
 def _user_features(values: dict[str, Any]) -> UserFeatures:
     vector = values.get(INTEREST_VECTOR)
-    top = values.get(TOP_INTERESTS)
-    try:
-        interests = tuple(str(t) for t in json.loads(top)) if top else ()
-    except (ValueError, TypeError):
-        interests = ()
     array = None
     if vector is not None and len(vector):
         array = np.asarray(vector, dtype=np.float32)
         if not np.isfinite(array).all():
             array = None
-    return UserFeatures(interest_vector=array, top_interests=interests, status="ok")
+    return UserFeatures(
+        interest_vector=array,
+        top_interests=_json_strings(values.get(TOP_INTERESTS)),
+        # Oldest first, as the request's history is: reasons use the latest.
+        history=_json_strings(values.get(RECENT_ITEMS))[::-1],
+        status="ok",
+    )
+
+
+def _json_strings(text: Any) -> tuple[str, ...]:
+    """A JSON list of strings as a tuple; anything else (None, bad JSON) empty."""
+    try:
+        values = json.loads(text) if text else []
+    except (ValueError, TypeError):
+        return ()
+    return tuple(str(v) for v in values) if isinstance(values, list) else ()
