@@ -481,7 +481,7 @@ def _user_recent_items(con: duckdb.DuckDBPyConnection) -> pa.Table:
     explains with. A JSON list, like ``top_interests`` (Feast 0.67's offline
     push cannot write list<string>). Users without purchases have no row.
     """
-    table = con.execute(
+    table = con.sql(
         """
         WITH bought AS (
             SELECT user_id, item_id, max(timestamp) AS last_time
@@ -498,7 +498,7 @@ def _user_recent_items(con: duckdb.DuckDBPyConnection) -> pa.Table:
                epoch_us(max(last_time)) AS stamp
         FROM ranked WHERE r <= $keep GROUP BY user_id ORDER BY user_id
         """,
-        {"keep": RECENT_ITEMS},
+        params={"keep": RECENT_ITEMS},
     ).to_arrow_table()
     stamps = pa.array(
         table.column("stamp").to_numpy(zero_copy_only=False),
