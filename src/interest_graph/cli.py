@@ -113,6 +113,18 @@ def run(
         f"{totals['accepted']}, quarantined {totals['quarantined']}"
     )
     print_metrics_table(report["evaluation"], settings.evaluation.k)
+    registered = report["registry"]
+    console.print(
+        f"registry: version {registered['version']} "
+        f"{'champion' if registered['promoted'] else 'challenger'} "
+        f"({registered['reason']})"
+    )
+    sample = report["served_sample"]
+    console.print(
+        f"served by the champion for user {sample['user_id']} "
+        f"(fallback {sample['fallback']}): "
+        + "; ".join(f"{i['title']} - {i['reason']}" for i in sample["items"][:3])
+    )
     console.print(f"step seconds: {report['seconds']}")
     console.print(f"written: {report['run_dir']}/evaluation.json")
 

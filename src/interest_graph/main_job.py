@@ -68,6 +68,28 @@ def build_feature_store(data_dir: Path, settings: Settings) -> dict[str, float]:
     return timings
 
 
+def first_buyer(data_dir: Path) -> str:
+    """A user with purchases (the sample the served model answers for)."""
+    events = ShopTables.read(data_dir).events
+    return str(events.loc[events.event_type == "purchase", "user_id"].min())
+
+
+def serve_sample(settings: Settings, user_id: str) -> dict[str, Any]:
+    """Load the registry's champion into the KServe predictor the service runs and
+    answer one v1 call, with Feast lookups, as ``interest-graph serve`` would."""
+    from interest_graph.serving.server import build_service
+
+    serving = settings.serving.model_copy(
+        update={"reload_seconds": 0, "inference_log_enabled": False}
+    )
+    model = build_service(settings.model_copy(update={"serving": serving})).predictor
+    model.load()
+    call = model.preprocess({"instances": [{"user_id": user_id, "k": 5}]})
+    answer = model.postprocess(model.predict(call))
+    assert isinstance(answer, dict)
+    return dict(answer["predictions"][0])
+
+
 def run_main_job(
     settings: Settings, online_retail: Path | None = None
 ) -> dict[str, Any]:
@@ -114,19 +136,31 @@ def run_main_job(
 
     started = time.perf_counter()
     source = online_retail or data_dir
-    trained = train(TRAIN_PROTOCOL[data_dir.name], source, run_dir / "gnn", settings)
-    timings["gnn train"] = time.perf_counter() - started
+    trained = train(
+        TRAIN_PROTOCOL[data_dir.name], source, run_dir / "gnn", settings, register=True
+    )
+    timings["gnn train + register"] = time.perf_counter() - started
     row = {k: v for k, v in trained.metrics.items() if k != "training"}
-    rows.append({**row, "seconds": round(timings["gnn train"], 3)})
+    rows.append({**row, "seconds": round(timings["gnn train + register"], 3)})
     started = time.perf_counter()
     graph = interests(
         trained.artifact, settings, out_dir=run_dir / "interest_graph", push=True
     )
     timings["interest graph + Feast push"] = time.perf_counter() - started
+    started = time.perf_counter()
+    served = serve_sample(settings, first_buyer(data_dir))
+    timings["serve champion (sample call)"] = time.perf_counter() - started
 
+    assert trained.registered is not None
     report = {
         "data": str(data_dir),
         "model": str(trained.artifact),
+        "registry": {
+            "version": trained.registered.version,
+            "promoted": trained.registered.promoted,
+            "reason": trained.registered.reason,
+        },
+        "served_sample": served,
         "interest_graph": {name: str(path) for name, path in graph.files.items()},
         "pushed_user_interests": graph.pushed,
         "ingest": result.summary,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from interest_graph.config import Settings
+from interest_graph.features import StoreProfile, get_online, open_store
 from interest_graph.main_job import run_main_job
 
 
@@ -41,8 +42,9 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
         "features apply + materialize",
         "shop-temporal",
         "shop-cold-items",
-        "gnn train",
+        "gnn train + register",
         "interest graph + Feast push",
+        "serve champion (sample call)",
     }
     # The GNN beats popularity; its artifact and interest graph are on disk.
     gnn = rows[("shop-temporal", "text-lightgcn")]
@@ -50,9 +52,18 @@ def test_main_job_writes_the_evaluation_table(tmp_path: Path) -> None:
     assert (Path(written["model"]) / "model.safetensors").is_file()
     assert Path(written["interest_graph"]["graphml"]).is_file()
     assert written["pushed_user_interests"] > 0
+    # The model is the registry's first champion, and the service answers with it,
+    # leaving out what the user bought (from Feast's user_recent_items).
+    assert written["registry"]["version"] == "1" and written["registry"]["promoted"]
+    served = written["served_sample"]
+    assert served["fallback"] is None and served["model_version"] == "1"
+    assert len(served["items"]) == 5
+    recent = get_online(
+        open_store(settings.features_dir, StoreProfile()), [served["user_id"]], []
+    )["users"][0]["features"]["user_recent_items__recent_items"]
+    bought = set(json.loads(recent))
+    assert bought and not bought & {i["item_id"] for i in served["items"]}
     # The feature store the job built serves a user online.
-    from interest_graph.features import StoreProfile, get_online, open_store
-
     store = open_store(
         settings.features_dir, StoreProfile.from_settings(settings.features)
     )
