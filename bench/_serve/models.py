@@ -31,6 +31,8 @@ WORK = REPO / ".work" / "bench" / "serve"
 ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online_retail"
 ONLINE_RETAIL = ONLINE_RETAIL / "Online_Retail.parquet"
 MARKER = "built.json"
+# Bump when what a build writes changes (2: full feature store, user_recent_items).
+BUILD_VERSION = 2
 # Pushed interest vectors live 90 days in Feast (the view's TTL): rebuild sooner.
 MAX_AGE_S = 30 * 86400
 # A serving bench needs vectors of the right shape, not a tuned model.
@@ -64,20 +66,25 @@ class BenchModel:
     description: str
 
     def server_env(self, feast: bool = True) -> dict[str, str]:
-        """Settings for a server on this model: its Feast store, items, history.
+        """Settings for a server on this model: its Feast store and inference log.
 
-        The canonical events give the history a server excludes per user, the
-        canonical items the categories and titles it answers with.
+        With Feast on, the server reads users' purchases (``user_recent_items``)
+        and item categories and prices (``item_statistics``) from it; without,
+        from the canonical events and items files.
         """
         prefix = "INTEREST_GRAPH__"
-        return {
+        env = {
             f"{prefix}PATHS__WORK_DIR": str(self.work_dir),
             f"{prefix}FEATURES__FEATURES_DIR": str(self.features_dir),
             f"{prefix}SERVING__FEAST": str(feast).lower(),
-            f"{prefix}SERVING__HISTORY_PATH": str(self.data_dir / "events.parquet"),
-            f"{prefix}SERVING__ITEMS_PATH": str(self.data_dir / "items.parquet"),
             f"{prefix}SERVING__INFERENCE_LOG_ENABLED": "true",
         }
+        if not feast:  # Feast gives purchases and categories; without it, files do
+            env[f"{prefix}SERVING__HISTORY_PATH"] = str(
+                self.data_dir / "events.parquet"
+            )
+            env[f"{prefix}SERVING__ITEMS_PATH"] = str(self.data_dir / "items.parquet")
+        return env
 
 
 def settings_for(work_dir: Path) -> Any:
@@ -90,14 +97,18 @@ def settings_for(work_dir: Path) -> Any:
 
 
 def _cached(root: Path) -> dict[str, Any] | None:
-    """The build facts of a model built within ``MAX_AGE_DAYS``, else None."""
+    """The build facts of a model built within ``MAX_AGE_DAYS`` by this version of
+    the build, else None."""
     marker = root / MARKER
     if marker.is_file() and time.time() - marker.stat().st_mtime < MAX_AGE_S:
-        return dict(json.loads(marker.read_text(encoding="utf-8")))
+        facts = dict(json.loads(marker.read_text(encoding="utf-8")))
+        if facts.get("build_version") == BUILD_VERSION:
+            return facts
     return None
 
 
 def _finish(root: Path, facts: dict[str, Any]) -> dict[str, Any]:
+    facts = {**facts, "build_version": BUILD_VERSION}
     (root / MARKER).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     return facts
 
@@ -156,40 +167,33 @@ def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
             "feature_tables": feature_tables,
             "build_seconds": round(time.perf_counter() - started, 1),
             "description": "LightGCN (5 epochs) on the real Online Retail file; "
-            f"feature tables: {feature_tables}; interest vectors pushed to Feast",
+            "Feast: activity, item statistics, recent items, text embeddings, "
+            "interest vectors",
         },
     )
 
 
 def _feature_tables(data_dir: Path, settings: Any) -> str:
-    """Build, embed, apply and materialise the shop's tables, as the main job does.
-
-    Returns:
-        ``"built"``, or why the tables were skipped: then only the registry and
-        the interest table are there, and the interest vectors pushed later are
-        the Feast features the server reads.
-    """
+    """Build, embed, apply and materialise the shop's tables, as the main job does."""
     from interest_graph.main_job import build_feature_store
 
-    try:
-        build_feature_store(data_dir, settings)
-    except (IndexError, ValueError) as exc:
-        # Online Retail items have no category, which build_features trips on.
-        _interests_only_store(settings.features_dir)
-        return f"skipped ({type(exc).__name__} in build_features: {exc})"
+    build_feature_store(data_dir, settings)
     return "built"
 
 
-def _interests_only_store(features_dir: Path) -> None:
-    """A registry and the empty interest table a push appends to: nothing else."""
-    import pyarrow.parquet as pq
+def _tables_without_text(data_dir: Path, settings: Any) -> None:
+    """Activity, item statistics and recent items, applied and materialised; no
+    text embeddings (100k synthetic titles would take the language model long)."""
+    from interest_graph.features import (
+        apply_repo,
+        build_features,
+        materialize,
+        open_store,
+    )
 
-    from interest_graph.features import apply_repo
-    from interest_graph.features.tables import USER_INTERESTS, USER_INTERESTS_SCHEMA
-
-    features_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(USER_INTERESTS_SCHEMA.empty_table(), features_dir / USER_INTERESTS)
-    apply_repo(features_dir)
+    build_features(data_dir, settings.features_dir)
+    apply_repo(settings.features_dir)
+    materialize(open_store(settings.features_dir))
 
 
 def catalog_100k_model() -> BenchModel:
@@ -332,7 +336,9 @@ def _build_catalog_100k(root: Path) -> dict[str, Any]:
     synthetic_shop(catalogue).write(
         settings.paths.data_dir / DATA_FOLDER["catalog_100k"]
     )
-    _interests_only_store(settings.features_dir)
+    _tables_without_text(
+        settings.paths.data_dir / DATA_FOLDER["catalog_100k"], settings
+    )
     pushed = interests(artifact_dir, settings, push=True).pushed
     return _finish(
         root,
@@ -343,7 +349,8 @@ def _build_catalog_100k(root: Path) -> dict[str, Any]:
             "build_seconds": round(time.perf_counter() - started, 1),
             "description": "synthetic: 20k users x 100k items, 64-d clustered random "
             "vectors (seed 7), built with ModelArtifact; 10 purchases per user as "
-            "history; only interest vectors in Feast (no activity/item tables)",
+            "history; Feast: activity, item statistics, recent items, interest "
+            "vectors (no text embeddings)",
         },
     )
 

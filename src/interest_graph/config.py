@@ -245,6 +245,12 @@ class TuneConfig(BaseModel):
     )
     reduction_factor: float = Field(3.0, gt=1, description="ASHA's halving rate.")
     cpus_per_trial: float = Field(1.0, gt=0)
+    max_concurrent: int | None = Field(
+        None,
+        ge=1,
+        description="Trials at once (default: as many as the resources allow); "
+        "1 makes ASHA's decisions reproducible.",
+    )
     gpus_per_trial: float = Field(0.0, ge=0, description="Fractions share a GPU.")
     num_cpus: int | None = Field(
         None, ge=1, description="CPUs of the local Ray (default: all)."

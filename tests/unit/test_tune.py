@@ -22,6 +22,9 @@ def _tiny_settings(tmp_path: Path) -> Settings:
             "grace_epochs": 1,
             "reduction_factor": 2,
             "num_cpus": 2,
+            # One trial at a time: each meets the earlier ones at every rung, so
+            # ASHA's decisions do not depend on which trial finished first.
+            "max_concurrent": 1,
             "space": {
                 "lr": {"loguniform": [0.0002, 0.02]},
                 "dim": {"choice": [8, 16]},

@@ -8,7 +8,7 @@ both rank with :func:`rank_items`, so the server agrees with ``recommend``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -51,11 +51,24 @@ def top_k_items(
     return rank_items(scores, k, seen=split.train[users], candidates=candidates)
 
 
+# Items to leave out per row: a sparse rows × items matrix, or (rows, items) arrays.
+Seen: TypeAlias = sp.csr_matrix | tuple[np.ndarray, np.ndarray]
+
+
+def seen_pairs(seen: Seen) -> tuple[np.ndarray, np.ndarray]:
+    """``seen`` as ``(rows, items)`` int64 index arrays."""
+    if isinstance(seen, tuple):
+        rows, items = seen
+        return np.asarray(rows, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr))
+    return rows, seen.indices.astype(np.int64)
+
+
 def rank_items(
     scores: np.ndarray,
     k: int,
     *,
-    seen: sp.csr_matrix | None = None,
+    seen: Seen | None = None,
     candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` items per row of ``scores``: the one ranking rule of the platform.
@@ -63,8 +76,9 @@ def rank_items(
     Args:
         scores: rows × items scores (any float dtype; it is copied).
         k: items per row.
-        seen: rows × items; nonzero entries are never recommended (what the user
-            already has, or asked to exclude).
+        seen: items never recommended (what the user already has, or asked to
+            exclude): a rows × items matrix whose nonzeros mark them, or
+            ``(rows, items)`` index arrays (cheaper for a request's few items).
         candidates: boolean mask of the items that may be recommended, one per
             item (all rows) or rows × items.
 
@@ -81,11 +95,10 @@ def rank_items(
         table.masked_fill_(
             ~allowed if allowed.ndim == 2 else ~allowed[None, :], -torch.inf
         )
-    if seen is not None and seen.nnz:
-        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-        table[
-            torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))
-        ] = -torch.inf
+    if seen is not None:
+        rows, columns = seen_pairs(seen)
+        if rows.size:
+            table[torch.from_numpy(rows), torch.from_numpy(columns)] = -torch.inf
     k_eff = min(k, table.shape[1])
     # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
     top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)

@@ -164,20 +164,30 @@ class ViewReader:
         self._provider = store._get_provider()
         import redis.exceptions  # noqa: F401 - imported now, not on a first request
 
-    def read(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    def keys(self, ids: Sequence[str]) -> list[Any]:
+        """Feast entity keys of ``ids`` (reusable by readers of the same entity)."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        return [
+            EntityKey(join_keys=[self.key], entity_values=[Value(string_val=str(i))])
+            for i in ids
+        ]
+
+    def read(
+        self, ids: Sequence[str], keys: list[Any] | None = None
+    ) -> list[dict[str, Any] | None]:
         """Per id, ``{view__feature: value}`` (None: no row for the id).
+
+        Args:
+            ids: entity ids.
+            keys: their entity keys, if already built (:meth:`keys`).
 
         Raises:
             OnlineStoreUnavailableError: Redis cannot be reached.
             FeatureStoreError: the sqlite store was not applied.
         """
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        keys = [
-            EntityKey(join_keys=[self.key], entity_values=[Value(string_val=str(i))])
-            for i in ids
-        ]
+        keys = self.keys(ids) if keys is None else keys
         with online_store_errors(self.store):
             rows = self._provider.online_read(
                 self.store.config, self.view, keys, self.features
@@ -197,8 +207,11 @@ def _python_value(value: Any) -> Any:
     """A stored value as Python; float vectors straight to a float32 array."""
     from feast.type_map import feast_value_type_to_python_type
 
-    if value.WhichOneof("val") == "float_list_val":
+    kind = value.WhichOneof("val")
+    if kind == "float_list_val":
         return np.asarray(value.float_list_val.val, dtype=np.float32)
+    if kind == "string_val":
+        return value.string_val
     return feast_value_type_to_python_type(value)
 
 

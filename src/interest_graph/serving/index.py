@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from interest_graph.errors import ConfigError
 from interest_graph.evaluation.metrics import NO_ITEM
-from interest_graph.evaluation.ranking import rank_items
+from interest_graph.evaluation.ranking import Seen, rank_items, seen_pairs
 
 # Candidates fetched per row beyond k and the row's exclusions.
 POOL_FACTOR = 4
@@ -33,7 +33,7 @@ class ItemIndex(Protocol):
         self,
         queries: np.ndarray,
         k: int,
-        seen: sp.csr_matrix | None,
+        seen: Seen | None,
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Item rows and scores (queries × k, best first; ``NO_ITEM``/NaN pads)."""
@@ -56,7 +56,7 @@ class ExactIndex:
         self,
         queries: np.ndarray,
         k: int,
-        seen: sp.csr_matrix | None,
+        seen: Seen | None,
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         return rank_items(self.scores(queries), k, seen=seen, candidates=candidates)
@@ -94,10 +94,11 @@ class FaissIndex:
         self,
         queries: np.ndarray,
         k: int,
-        seen: sp.csr_matrix | None,
+        seen: Seen | None,
         candidates: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        seen = None if seen is None else _as_matrix(seen, len(queries), self.n_items)
         n_seen = 0 if seen is None else int(np.diff(seen.indptr).max(initial=0))
         pool = min(self.n_items, POOL_FACTOR * k + n_seen)
         if hasattr(self.index, "hnsw"):
@@ -136,6 +137,16 @@ class FaissIndex:
                 queries[rows_short], k, part_seen, part_candidates
             )
         return items, best
+
+
+def _as_matrix(seen: Seen, n_rows: int, n_items: int) -> sp.csr_matrix:
+    """``seen`` as a rows × items matrix (the ANN path slices it by row)."""
+    if isinstance(seen, sp.csr_matrix):
+        return seen
+    rows, items = seen_pairs(seen)
+    return sp.csr_matrix(
+        (np.ones(rows.size, np.float32), (rows, items)), shape=(n_rows, n_items)
+    )
 
 
 def build_index(item_vectors: np.ndarray, kind: str) -> ItemIndex:

@@ -45,7 +45,7 @@ class InferenceLog:
         self._pending: list[dict[str, Any]] = []
         self.written = 0
         self.dropped = 0
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(
             target=self._run, name="inference-log", daemon=True
         )
@@ -60,19 +60,26 @@ class InferenceLog:
         latency_ms: float,
         request_id: str | None = None,
     ) -> None:
-        """Queue one call's record (never blocks)."""
-        try:
-            self._queue.put_nowait(
-                (
-                    time.time(),
-                    protocol,
-                    request_id,
-                    model_version,
-                    latency_ms,
-                    request,
-                    response,
-                )
+        """Queue one call's record (never blocks).
+
+        The record is encoded here, to one JSON line: the queue then holds bytes,
+        not the request's objects, so they die young and the garbage collector
+        never scans them in the old generations (that showed as latency spikes
+        of 50-200 ms at 400 requests/s).
+        """
+        line = orjson.dumps(
+            _record(
+                time.time(),
+                protocol,
+                request_id,
+                model_version,
+                latency_ms,
+                request,
+                response,
             )
+        )
+        try:
+            self._queue.put_nowait(line)
         except queue.Full:
             self.dropped += 1
 
@@ -99,7 +106,7 @@ class InferenceLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            records = [_record(*b) for b in batch if b is not None]
+            records = [b for b in batch if b is not None]
             final = any(b is None for b in batch)
             try:
                 self._write(records, final=final)
@@ -112,17 +119,16 @@ class InferenceLog:
             if final:
                 return
 
-    def _write(self, records: list[dict[str, Any]], *, final: bool) -> None:
+    def _write(self, records: list[bytes], *, final: bool) -> None:
         if self.parquet:
-            self._pending.extend(records)
+            self._pending.extend(orjson.loads(r) for r in records)
             if self._pending and (final or len(self._pending) >= PARQUET_ROWS):
                 self._write_parquet(self._pending)
                 self._pending = []
             return
         if records:
-            lines = b"".join(orjson.dumps(r) + b"\n" for r in records)
             with open(self.path, "ab") as sink:
-                sink.write(lines)
+                sink.write(b"\n".join(records) + b"\n")
 
     def _write_parquet(self, records: list[dict[str, Any]]) -> None:
         import pyarrow as pa

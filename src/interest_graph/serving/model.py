@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from interest_graph.errors import ConfigError
 from interest_graph.evaluation.metrics import NO_ITEM
-from interest_graph.evaluation.ranking import rank_items
+from interest_graph.evaluation.ranking import Seen, rank_items
 from interest_graph.logs import get_logger
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.catalogue import Catalogue, build_catalogue
@@ -120,7 +119,7 @@ class ServingModel:
             items[by_vector], scores[by_vector] = self.index.top_k(
                 matrix,
                 k_max,
-                _seen(excluded, by_vector, self.catalogue.size),
+                _seen(excluded, by_vector),
                 self._candidates(requests, by_vector),
             )
         if popular:
@@ -130,7 +129,7 @@ class ServingModel:
             items[popular], scores[popular] = rank_items(
                 table,
                 k_max,
-                seen=_seen(excluded, popular, self.catalogue.size),
+                seen=_seen(excluded, popular),
                 candidates=self._candidates(requests, popular),
             )
         return [
@@ -215,19 +214,14 @@ class ServingModel:
         ]
 
 
-def _seen(
-    excluded: list[np.ndarray], rows: list[int], n_items: int
-) -> sp.csr_matrix | None:
+def _seen(excluded: list[np.ndarray], rows: list[int]) -> Seen | None:
+    """The excluded items of the ``rows`` requests as (row, item) index arrays."""
     parts = [excluded[i] for i in rows]
     lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     if not lengths.any():
         return None
-    indices = np.concatenate(parts).astype(np.int64)
-    indptr = np.r_[0, np.cumsum(lengths)]
-    return sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, indptr),
-        shape=(len(rows), n_items),
-    )
+    positions = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+    return positions, np.concatenate(parts).astype(np.int64)
 
 
 def load_serving_model(

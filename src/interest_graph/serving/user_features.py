@@ -63,8 +63,9 @@ class ServingLookup:
 
     def users(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``."""
-        interests = self._interests.read(ids)
-        recent = self._recent.read(ids)
+        keys = self._interests.keys(ids)  # one user entity: the same keys
+        interests = self._interests.read(ids, keys)
+        recent = self._recent.read(ids, keys)
         return [
             {"features": {**(a or {}), **(b or {})}}
             for a, b in zip(interests, recent, strict=True)

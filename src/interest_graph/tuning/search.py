@@ -300,6 +300,7 @@ def _search(
                 metric="ndcg",
                 mode="max",
                 num_samples=trials,
+                max_concurrent_trials=config.max_concurrent,
                 scheduler=ASHAScheduler(
                     time_attr="training_iteration",
                     max_t=config.max_epochs,
