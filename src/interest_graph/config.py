@@ -354,6 +354,12 @@ class ServingConfig(BaseModel):
     workers: int = Field(
         1, ge=1, description="REST worker processes; only 1 (scale with replicas)."
     )
+    switch_interval_ms: float = Field(
+        0.5,
+        gt=0,
+        description="Python's thread switch interval: short, so the request loop "
+        "gets the GIL back quickly after a Feast read lets another thread run.",
+    )
     compute_threads: int = Field(
         1,
         ge=1,
