@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/baselines.py --quick
 	$(BIN)/python bench/quality.py --quick
 	$(BIN)/python bench/train_speed.py --quick
+	$(BIN)/python bench/tune.py --quick
+	$(BIN)/python bench/serve.py --quick
 
 # Re-resolve the whole platform's lock (needs the package registry).
 lock: $(BIN)/python
