@@ -123,10 +123,18 @@ def run(
     console.print(
         f"served by the champion for user {sample['user_id']} "
         f"(fallback {sample['fallback']}): "
-        + "; ".join(f"{i['title']} - {i['reason']}" for i in sample["items"][:3])
+        + "; ".join(
+            f"{i['item_id']} {_short(i['title'], 40)} ({_short(i['reason'], 70)})"
+            for i in sample["items"][:3]
+        )
     )
     console.print(f"step seconds: {report['seconds']}")
     console.print(f"written: {report['run_dir']}/evaluation.json")
+
+
+def _short(text: str | None, width: int) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @data_app.command("synth")
