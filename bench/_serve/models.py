@@ -141,6 +141,7 @@ def online_retail_model(source: Path = ONLINE_RETAIL) -> BenchModel:
 
 def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
     """Ingest, feature store, training and push; a trained model is kept."""
+    from interest_graph.main_job import build_feature_store
     from interest_graph.models.artifact import ModelArtifact, is_artifact
     from interest_graph.stages import ingest, interests, train
 
@@ -152,7 +153,7 @@ def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
     shutil.rmtree(settings.features_dir, ignore_errors=True)
     data_dir = settings.paths.data_dir / "online-retail"
     ingest("online-retail", source, data_dir, settings)
-    feature_tables = _feature_tables(data_dir, settings)
+    build_feature_store(data_dir, settings)  # as the main job does
     artifact_dir = root / "model" / "model"
     if not is_artifact(artifact_dir):
         train("online-retail-temporal", source, root / "model", settings)
@@ -164,21 +165,12 @@ def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
             "items": len(artifact.item_ids),
             "users": len(artifact.user_ids),
             "pushed_interests": pushed,
-            "feature_tables": feature_tables,
             "build_seconds": round(time.perf_counter() - started, 1),
             "description": "LightGCN (5 epochs) on the real Online Retail file; "
             "Feast: activity, item statistics, recent items, text embeddings, "
             "interest vectors",
         },
     )
-
-
-def _feature_tables(data_dir: Path, settings: Any) -> str:
-    """Build, embed, apply and materialise the shop's tables, as the main job does."""
-    from interest_graph.main_job import build_feature_store
-
-    build_feature_store(data_dir, settings)
-    return "built"
 
 
 def _tables_without_text(data_dir: Path, settings: Any) -> None:

@@ -300,11 +300,7 @@ def train(
     print_metrics_table([result.metrics], settings.evaluation.k)
     console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
     if result.registered is not None:
-        decision = result.registered
-        state = "champion" if decision.promoted else "challenger"
-        console.print(
-            f"registered version {decision.version}: {state} - {decision.reason}"
-        )
+        console.print(f"registered {result.registered.describe()}")
 
 
 @app.command()

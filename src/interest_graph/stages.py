@@ -226,11 +226,11 @@ def register_and_promote(
     settings: Settings,
 ) -> PromotionDecision:
     """Register a trained artifact (metrics, params, lineage) and run the gate."""
-    from interest_graph.models.artifact import ModelArtifact
+    from interest_graph.models.artifact import read_config
     from interest_graph.registry import promote, register
     from interest_graph.registry.lineage import lineage
 
-    config = ModelArtifact.load(artifact).config
+    config = read_config(artifact)  # the weights are copied, never read, here
     params = {"model": metrics["model"], **config.get("hyperparameters", {})}
     version = register(
         artifact,

@@ -58,7 +58,7 @@ USER_INTERESTS_SCHEMA = pa.schema(
 )
 
 FAVOURITE_CATEGORIES = 3
-RECENT_ITEMS = 100  # distinct purchased items kept per user, newest first
+RECENT_ITEMS_PER_USER = 100  # distinct purchased items kept per user, newest first
 USER_WINDOWS = (7, 30, 90)
 ITEM_WINDOWS = (7, 30)
 # Day numbers are shifted so that ``day - longest window`` stays positive.
@@ -498,7 +498,7 @@ def _user_recent_items(con: duckdb.DuckDBPyConnection) -> pa.Table:
                epoch_us(max(last_time)) AS stamp
         FROM ranked WHERE r <= $keep GROUP BY user_id ORDER BY user_id
         """,
-        params={"keep": RECENT_ITEMS},
+        params={"keep": RECENT_ITEMS_PER_USER},
     ).to_arrow_table()
     stamps = pa.array(
         table.column("stamp").to_numpy(zero_copy_only=False),

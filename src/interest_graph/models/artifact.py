@@ -106,13 +106,11 @@ class ModelArtifact:
         for name in (WEIGHTS_FILE, CONFIG_FILE, USERS_FILE, ITEMS_FILE):
             if not (root / name).is_file():
                 raise MalformedFileError(root, f"is not a model artifact: no {name}")
+        config = read_config(root)
         try:
-            config = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
             tensors = load_file(str(root / WEIGHTS_FILE))
         except (ValueError, OSError) as exc:
             raise MalformedFileError(root, f"cannot be read: {exc}") from exc
-        if config.pop("format", None) != ARTIFACT_FORMAT:
-            raise MalformedFileError(root / CONFIG_FILE, f"is not {ARTIFACT_FORMAT}")
         users = pd.read_parquet(root / USERS_FILE)
         items = pd.read_parquet(root / ITEMS_FILE)
         artifact = cls(
@@ -138,6 +136,22 @@ class ModelArtifact:
                     root, f"{name} does not match the {len(ids)} ids of its index"
                 )
         return artifact
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """An artifact's ``config.json`` (without ``format``), weights left unread.
+
+    Raises:
+        MalformedFileError: it cannot be read or is of another format.
+    """
+    path = Path(folder) / CONFIG_FILE
+    try:
+        config = dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, OSError) as exc:
+        raise MalformedFileError(Path(folder), f"cannot be read: {exc}") from exc
+    if config.pop("format", None) != ARTIFACT_FORMAT:
+        raise MalformedFileError(path, f"is not {ARTIFACT_FORMAT}")
+    return config
 
 
 def is_artifact(path: str | Path) -> bool:

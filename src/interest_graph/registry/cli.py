@@ -31,8 +31,7 @@ console = Console(width=max(Console().width, 140))
 
 
 def _print_decision(decision: PromotionDecision) -> None:
-    state = "champion" if decision.promoted else "challenger"
-    console.print(f"version {decision.version}: {state} - {decision.reason}")
+    console.print(decision.describe())
 
 
 @registry_app.command("list")

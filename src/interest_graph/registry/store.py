@@ -258,6 +258,11 @@ class PromotionDecision:
     reason: str
     champion_before: str | None
 
+    def describe(self) -> str:
+        """``version N: champion - reason`` (or ``challenger``)."""
+        state = CHAMPION if self.promoted else CHALLENGER
+        return f"version {self.version}: {state} - {self.reason}"
+
 
 def promote(
     settings: Settings, version: str, *, force: bool = False
@@ -290,14 +295,12 @@ def promote(
             mlflow_client.delete_registered_model_alias(name, CHALLENGER)
     else:
         mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
-    mlflow_client.set_model_version_tag(
-        name, version, DECISION_TAG, CHAMPION if promoted else CHALLENGER
-    )
+    decision = PromotionDecision(version, promoted, reason, champion_version)
+    state = CHAMPION if promoted else CHALLENGER
+    mlflow_client.set_model_version_tag(name, version, DECISION_TAG, state)
     mlflow_client.set_model_version_tag(name, version, REASON_TAG, reason)
-    log.info(
-        "version %s: %s (%s)", version, "champion" if promoted else "challenger", reason
-    )
-    return PromotionDecision(version, promoted, reason, champion_version)
+    log.info("%s", decision.describe())
+    return decision
 
 
 def _gate(

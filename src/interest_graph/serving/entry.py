@@ -49,11 +49,16 @@ def run_from_arguments(args: argparse.Namespace) -> None:
     from kserve import PredictorConfig
 
     from interest_graph.serving.kserve_compat import model_server
-    from interest_graph.serving.server import feature_source
+    from interest_graph.serving.server import (
+        feature_source,
+        prepare_process,
+        quiet_per_request_logs,
+    )
     from interest_graph.serving.transformer import RecommenderTransformer
 
+    prepare_process(settings.serving)
     transformer = RecommenderTransformer(feature_source(settings), settings.serving)
-    model_server.ModelServer(
+    server = model_server.ModelServer(
         http_port=settings.serving.http_port,
         grpc_port=settings.serving.grpc_port,
         enable_latency_logging=False,
@@ -65,4 +70,6 @@ def run_from_arguments(args: argparse.Namespace) -> None:
             predictor_request_retries=args.predictor_request_retries,
             predictor_health_check=args.enable_predictor_health_check,
         ),
-    ).start([transformer])
+    )
+    quiet_per_request_logs()  # after ModelServer(): it configures logging
+    server.start([transformer])

@@ -214,11 +214,7 @@ def serve(settings: Settings) -> None:
             f"serving.workers={config.workers}: only 1 REST worker per process is "
             "supported; run more replicas (KServe) or processes instead"
         )
-    limit_compute_threads(config.compute_threads)
-    # Each Feast read releases the GIL; with the default 5 ms interval, getting it
-    # back from the gRPC poller or log thread cost tail latency (v1 p99 at 400
-    # requests/s: 11-29 ms with 5 ms, 5.6-8.4 ms with 0.5 ms on the 2-core VM).
-    sys.setswitchinterval(config.switch_interval_ms / 1000)
+    prepare_process(config)
     service = build_service(settings)
     service.predictor.load()
     # The model's arrays and tables live as long as the process: keep the cyclic
@@ -233,10 +229,19 @@ def serve(settings: Settings) -> None:
         enable_grpc=True,
         enable_latency_logging=False,
     )
-    _quiet_per_request_logs()  # after ModelServer(): it configures logging
+    quiet_per_request_logs()  # after ModelServer(): it configures logging
     if service.reloader is not None:
         service.reloader.start()
     server.start([service.predictor])
+
+
+def prepare_process(config: ServingConfig) -> None:
+    """Thread settings of a serving process (predictor or transformer)."""
+    limit_compute_threads(config.compute_threads)
+    # Each Feast read releases the GIL; with the default 5 ms interval, getting it
+    # back from the gRPC poller or log thread cost tail latency (v1 p99 at 400
+    # requests/s: 11-29 ms with 5 ms, 5.6-8.4 ms with 0.5 ms on the 2-core VM).
+    sys.setswitchinterval(config.switch_interval_ms / 1000)
 
 
 def limit_compute_threads(threads: int) -> None:
@@ -253,7 +258,7 @@ def limit_compute_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
-def _quiet_per_request_logs() -> None:
+def quiet_per_request_logs() -> None:
     """KServe logs a line per request and per gRPC call; the inference log
     records calls already, and a log line costs the request path."""
     import logging
