@@ -19,7 +19,7 @@ $(BIN)/python:
 # would otherwise pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -49,7 +49,7 @@ bench: $(STAMP)
 # Re-resolve the whole platform's lock (needs the package registry).
 lock: $(BIN)/python
 	$(PIP) install --dry-run --ignore-installed --report $(VENV)/lock.json -q \
-	  torch==2.13.0 -e ".[dev,platform]"
+	  torch==2.13.0 -e ".[all,dev]"
 	$(BIN)/python scripts/write_constraints.py $(VENV)/lock.json constraints.txt
 
 clean:
