@@ -35,7 +35,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from interest_graph import registry, stages  # noqa: E402
 from interest_graph.config import Settings, SynthConfig  # noqa: E402
 from interest_graph.data.synth import generate_shop  # noqa: E402
-from interest_graph.tuning import tune_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".work" / "bench" / "tune"
@@ -89,7 +88,7 @@ def main() -> None:
     default_seconds = time.perf_counter() - started
     default_val = default.metrics["training"]["validation"]["ndcg@20"]
 
-    result = tune_model(
+    result = stages.tune(
         protocol,
         source,
         settings,

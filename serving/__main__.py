@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from interest_graph.serving.entry import run_from_arguments
+from interest_graph import stages
+from interest_graph.errors import ConfigError
+from interest_graph.serving.entry import predictor_options, settings_from_arguments
 from interest_graph.serving.kserve_compat import model_server
 
 parser = argparse.ArgumentParser(parents=[model_server.parser])
@@ -28,4 +30,11 @@ parser.add_argument(
 parser.add_argument("--no_feast", action="store_true", help="No Feast lookups.")
 
 if __name__ == "__main__":
-    run_from_arguments(parser.parse_args())
+    args = parser.parse_args()
+    if args.transformer and not args.predictor_host:
+        raise ConfigError("--transformer needs --predictor_host")
+    stages.serve(
+        settings_from_arguments(args),
+        predictor_host=args.predictor_host if args.transformer else None,
+        predictor_options=predictor_options(args),
+    )

@@ -141,9 +141,8 @@ def online_retail_model(source: Path = ONLINE_RETAIL) -> BenchModel:
 
 def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
     """Ingest, feature store, training and push; a trained model is kept."""
-    from interest_graph.main_job import build_feature_store
     from interest_graph.models.artifact import ModelArtifact, is_artifact
-    from interest_graph.stages import ingest, interests, train
+    from interest_graph.stages import embed, features, ingest, interests, train
 
     settings = settings_for(root / "work")
     settings = settings.model_copy(
@@ -153,7 +152,8 @@ def _build_online_retail(root: Path, source: Path) -> dict[str, Any]:
     shutil.rmtree(settings.features_dir, ignore_errors=True)
     data_dir = settings.paths.data_dir / "online-retail"
     ingest("online-retail", source, data_dir, settings)
-    build_feature_store(data_dir, settings)  # as the main job does
+    features(data_dir, settings)  # as the pipeline does
+    embed(data_dir, settings, materialize=True)
     artifact_dir = root / "model" / "model"
     if not is_artifact(artifact_dir):
         train("online-retail-temporal", source, root / "model", settings)

@@ -426,6 +426,16 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{config_path}: top level must be a mapping")
         values = loaded or {}
+    return settings_from_values(values)
+
+
+def settings_from_values(values: dict[str, Any]) -> Settings:
+    """Settings from a mapping of sections (a YAML file's or a pipeline
+    parameter's), with the environment on top as everywhere.
+
+    Raises:
+        ConfigError: the values fail validation.
+    """
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -1,173 +1,192 @@
-"""The main job behind ``make run``: data, validation, feature store, text
-embeddings, baselines, the GNN (artifact, interest graph, Feast push), evaluation.
+"""The main job behind ``make run``: the training pipeline, run through
+``kfp.local`` on this machine, then one recommendation from the served champion.
 
-Later stages (tuning, registry) join this chain as they land; it runs on the
-embedded default (a synthetic shop, sqlite + duckdb Feast) with no cluster.
+One code path: the same pipeline a cluster runs, each task in a subprocess of
+this environment (``subprocess``) or in the component image (``docker``, with
+the production profile: registry on PostgreSQL, Feast online store on Redis).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interest_graph.config import Settings
-from interest_graph.data.validate import table_problems
 from interest_graph.errors import InterestGraphError
-from interest_graph.evaluation.protocols import build_split
+from interest_graph.kubeflow.definitions import load_pipeline
+from interest_graph.kubeflow.local import LocalRun, RunnerKind, run_local
 from interest_graph.logs import get_logger
-from interest_graph.schema import ShopTables
-from interest_graph.stages import evaluate_on_split, ingest, interests, train
 
 log = get_logger("main")
 
-# (protocol, models) pairs the evaluation table shows, per kind of data.
-SHOP_TABLE = (
-    ("shop-temporal", ("popularity", "itemknn", "ease")),
-    ("shop-cold-items", ("random", "text-knn", "text-lightgcn")),
-)
-ONLINE_RETAIL_TABLE = (
-    ("online-retail-temporal", ("popularity", "itemknn", "ease")),
-    ("online-retail-cold-items", ("random", "text-knn", "text-lightgcn")),
-)
-# The GNN trained into an artifact, whose interest graph is exported and pushed.
-TRAIN_PROTOCOL = {"synth": "shop-temporal", "online-retail": "online-retail-temporal"}
+# A PostgreSQL database and Redis on this machine: the services a cluster has.
+DOCKER_REGISTRY_URI = "postgresql://postgres@127.0.0.1:5432/interest_graph"
+DOCKER_REDIS = "127.0.0.1:6379"
 
 
-def build_feature_store(data_dir: Path, settings: Settings) -> dict[str, float]:
-    """Feature tables, item text embeddings, Feast registry and online store.
+@dataclass
+class PipelineReport:
+    """A local run of the training pipeline and what it produced."""
 
-    Returns:
-        Seconds per step.
-    """
-    from interest_graph.embeddings.stage import embed_items
-    from interest_graph.features import (
-        StoreProfile,
-        apply_repo,
-        build_features,
-        materialize,
-        open_store,
+    run: LocalRun
+    summary_path: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run_settings(
+    settings: Settings, runner: RunnerKind, pipeline_root: Path
+) -> Settings:
+    """The settings every task gets: absolute paths (tasks run elsewhere), and for
+    ``docker`` the production profile with all state in services or under the
+    pipeline root, the only folder the containers share with this machine."""
+    paths = settings.paths.model_copy(
+        update={
+            "work_dir": settings.paths.work_dir.resolve(),
+            "shared_data_dir": settings.paths.shared_data_dir.resolve(),
+        }
     )
-
-    section = settings.features
-    profile = StoreProfile.from_settings(section)
-    features_dir = settings.features_dir
-    timings = {}
-    started = time.perf_counter()
-    build_features(data_dir, features_dir, memory_limit=section.memory_limit)
-    timings["features build"] = time.perf_counter() - started
-    started = time.perf_counter()
-    report = embed_items(data_dir, features_dir, settings.text, device=settings.device)
-    log.info("item text embeddings: %s", report.report.get("embedded_now"))
-    timings["embed"] = time.perf_counter() - started
-    started = time.perf_counter()
-    apply_repo(features_dir, profile)
-    materialize(open_store(features_dir, profile))
-    timings["features apply + materialize"] = time.perf_counter() - started
-    return timings
-
-
-def first_buyer(data_dir: Path) -> str:
-    """A user with purchases (the sample the served model answers for)."""
-    events = ShopTables.read(data_dir).events
-    return str(events.loc[events.event_type == "purchase", "user_id"].min())
-
-
-def serve_sample(settings: Settings, user_id: str) -> dict[str, Any]:
-    """Load the registry's champion into the KServe predictor the service runs and
-    answer one v1 call, with Feast lookups, as ``interest-graph serve`` would."""
-    from interest_graph.serving.server import build_service
-
-    serving = settings.serving.model_copy(
-        update={"reload_seconds": 0, "inference_log_enabled": False}
+    features = settings.features.model_copy(
+        update={"features_dir": settings.features_dir.resolve()}
     )
-    model = build_service(settings.model_copy(update={"serving": serving})).predictor
-    model.load()
-    call = model.preprocess({"instances": [{"user_id": user_id, "k": 5}]})
-    answer = model.postprocess(model.predict(call))
-    assert isinstance(answer, dict)
-    return dict(answer["predictions"][0])
-
-
-def run_main_job(
-    settings: Settings, online_retail: Path | None = None
-) -> dict[str, Any]:
-    """Run the chain end to end and write ``evaluation.json`` in a new run folder.
-
-    Args:
-        settings: platform settings; ``synth`` sizes the synthetic shop.
-        online_retail: use this UCI file instead of the synthetic shop.
-
-    Returns:
-        Step timings, the ingest summary and one metrics row per (protocol, model).
-    """
-    run_dir = settings.paths.runs_dir / time.strftime("run-%Y%m%d-%H%M%S")
-    timings: dict[str, float] = {}
-
-    started = time.perf_counter()
-    data_dir = settings.paths.data_dir / ("online-retail" if online_retail else "synth")
-    if online_retail:
-        result = ingest("online-retail", online_retail, data_dir, settings)
-    else:
-        result = ingest("synth", None, data_dir, settings)
-    timings["ingest"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    problems = table_problems(ShopTables.read(data_dir))
-    if problems:
-        raise InterestGraphError(
-            "canonical data failed validation: " + "; ".join(problems)
+    registry = settings.registry
+    if runner == "docker":
+        state = pipeline_root.resolve() / "state"
+        paths = paths.model_copy(update={"work_dir": state / "work"})
+        features = features.model_copy(
+            update={
+                "features_dir": state / "features",
+                "online_store": "redis",
+                "redis_connection_string": settings.features.redis_connection_string
+                or DOCKER_REDIS,
+            }
         )
-    timings["validate"] = time.perf_counter() - started
-
-    timings.update(build_feature_store(data_dir, settings))
-
-    rows = []
-    table = ONLINE_RETAIL_TABLE if online_retail else SHOP_TABLE
-    for protocol, models in table:
-        started = time.perf_counter()
-        # Protocols re-read the raw file for Online Retail, the canonical folder else.
-        split = build_split(protocol, online_retail or data_dir)
-        log.info("%s: %s", protocol, split.describe())
-        for model in models:
-            rows.append(evaluate_on_split(split, model, settings))
-        timings[protocol] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    source = online_retail or data_dir
-    trained = train(
-        TRAIN_PROTOCOL[data_dir.name], source, run_dir / "gnn", settings, register=True
+        registry = registry.model_copy(
+            update={
+                "tracking_uri": registry.tracking_uri or DOCKER_REGISTRY_URI,
+                "artifact_location": registry.artifact_location
+                or str(state / "mlflow-artifacts"),
+            }
+        )
+    return settings.model_copy(
+        update={"paths": paths, "features": features, "registry": registry}
     )
-    timings["gnn train + register"] = time.perf_counter() - started
-    row = {k: v for k, v in trained.metrics.items() if k != "training"}
-    rows.append({**row, "seconds": round(timings["gnn train + register"], 3)})
-    started = time.perf_counter()
-    graph = interests(
-        trained.artifact, settings, out_dir=run_dir / "interest_graph", push=True
-    )
-    timings["interest graph + Feast push"] = time.perf_counter() - started
-    started = time.perf_counter()
-    served = serve_sample(settings, first_buyer(data_dir))
-    timings["serve champion (sample call)"] = time.perf_counter() - started
 
-    assert trained.registered is not None
-    report = {
-        "data": str(data_dir),
-        "model": str(trained.artifact),
-        "registry": {
-            "version": trained.registered.version,
-            "promoted": trained.registered.promoted,
-            "reason": trained.registered.reason,
-        },
-        "served_sample": served,
-        "interest_graph": {name: str(path) for name, path in graph.files.items()},
-        "pushed_user_interests": graph.pushed,
-        "ingest": result.summary,
-        "evaluation": rows,
-        "seconds": {step: round(s, 2) for step, s in timings.items()},
+
+def run_training_pipeline(
+    settings: Settings,
+    *,
+    source_kind: str = "synth",
+    source_uri: Path | None = None,
+    protocol: str = "shop-temporal",
+    tune_trials: int = 0,
+    runner: RunnerKind = "subprocess",
+) -> PipelineReport:
+    """Run the training pipeline locally; write ``<runs>/latest/summary.json``.
+
+    Raises:
+        InterestGraphError: a task failed (the summary and log say which).
+    """
+    pipeline_root = settings.paths.work_dir.resolve() / "kfp" / runner
+    latest = settings.paths.runs_dir.resolve() / "latest"
+    if latest.exists():
+        shutil.rmtree(latest)
+    latest.mkdir(parents=True)
+    task_settings = run_settings(settings, runner, pipeline_root)
+    if runner == "docker":
+        _prepare_docker_state(task_settings)
+    arguments = {
+        "source_kind": source_kind,
+        "source_uri": str(source_uri.resolve()) if source_uri else "",
+        "protocol": protocol,
+        "tune_trials": tune_trials,
+        "settings_json": task_settings.model_dump_json(exclude_none=True),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    report["run_dir"] = str(run_dir)
+    run = run_local(
+        load_pipeline("training"),
+        arguments,
+        pipeline_root=pipeline_root,
+        log_path=latest / "pipeline.log",
+        runner=runner,
+    )
+    report = PipelineReport(run, latest / "summary.json")
+    report.summary = {
+        "pipeline": run.pipeline,
+        "runner": runner,
+        "status": run.status,
+        "seconds": round(run.seconds, 2),
+        "tasks": [vars(t) for t in run.tasks],
+        "arguments": {k: v for k, v in arguments.items() if k != "settings_json"},
+        "outputs": str(run.run_root),
+        "log": str(run.log_path),
+    }
+    if run.status == "SUCCESS":
+        report.summary.update(_outputs(run))
+        started = time.perf_counter()
+        report.summary["served_sample"] = _sample(task_settings, run)
+        report.summary["sample_seconds"] = round(time.perf_counter() - started, 2)
+    report.summary_path.write_text(json.dumps(report.summary, indent=2) + "\n")
+    if run.status != "SUCCESS":
+        failed = [t.name for t in run.tasks if t.status == "FAILURE"]
+        raise InterestGraphError(
+            f"pipeline {run.pipeline} failed in {', '.join(failed) or 'a task'}; "
+            f"log: {run.log_path}"
+        )
     return report
+
+
+def _outputs(run: LocalRun) -> dict[str, Any]:
+    """What the summary shows from the tasks' artifacts."""
+
+    def manifest(task: str, name: str) -> dict[str, Any]:
+        path = run.output(task, name) / "manifest.json"
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    ingested = manifest("ingest", "data")
+    trained = manifest("train", "model")
+    rows = json.loads(run.output("evaluate", "metrics").read_text(encoding="utf-8"))
+    decision = manifest("register", "registered")
+    return {
+        "data": str(run.output("ingest", "data")),
+        "ingest": ingested["summary"],
+        "model": trained["artifact"],
+        "evaluation": rows,
+        "registry": {k: decision[k] for k in ("version", "promoted", "reason")},
+        "deployed": run.task("deploy").status == "SUCCESS",
+        "interest_graph": str(run.output("interests", "graph")),
+    }
+
+
+def _sample(settings: Settings, run: LocalRun) -> dict[str, Any]:
+    """One call answered by the registry's champion through the KServe
+    predictor, with Feast lookups, as ``interest-graph serve`` answers it."""
+    from interest_graph.stages import first_buyer, sample_call
+
+    return sample_call(settings, first_buyer(run.output("ingest", "data")))
+
+
+def _prepare_docker_state(settings: Settings) -> None:
+    """The registry database on this machine's PostgreSQL, and state folders the
+    image's user (uid 1000) can write."""
+    import psycopg
+
+    uri = str(settings.registry.tracking_uri)
+    if uri.startswith("postgresql://") and uri.endswith("/interest_graph"):
+        admin = uri.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = 'interest_graph'"
+            ).fetchone()
+            if not exists:
+                connection.execute("CREATE DATABASE interest_graph")
+    for folder in (settings.paths.work_dir, settings.features_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        for parent in (folder, folder.parent):
+            parent.chmod(0o777)
+    artifacts = settings.registry.artifact_location
+    if artifacts and "://" not in artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        Path(artifacts).chmod(0o777)

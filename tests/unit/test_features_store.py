@@ -18,6 +18,7 @@ import typer
 from feast import FeatureStore
 from typer.testing import CliRunner
 
+from interest_graph.cli.features import features_app
 from interest_graph.config import Settings
 from interest_graph.errors import ConfigError
 from interest_graph.features import (
@@ -34,7 +35,6 @@ from interest_graph.features import (
     status,
     training_frame,
 )
-from interest_graph.features.cli import features_app
 from interest_graph.features.online import ViewReader
 from interest_graph.features.repo import default_repo_dir, repo_config
 from interest_graph.schema import ShopTables

@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from interest_graph import text_encoder
+from interest_graph.cli.embed import register
 from interest_graph.config import Settings, TextModelConfig
 from interest_graph.embeddings import (
     OUTPUT_FILE,
@@ -25,7 +26,6 @@ from interest_graph.embeddings import (
     embed_items,
     render_texts,
 )
-from interest_graph.embeddings.cli import register
 from interest_graph.errors import ConfigError, MalformedFileError
 
 T0 = pd.Timestamp("2026-03-01 12:00:00")

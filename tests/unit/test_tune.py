@@ -10,7 +10,8 @@ import pytest
 
 from interest_graph.config import Settings, TrainConfig
 from interest_graph.errors import ConfigError
-from interest_graph.tuning import check_address, check_space, tune_model
+from interest_graph.stages import tune
+from interest_graph.tuning import check_address, check_space
 
 
 def _tiny_settings(tmp_path: Path) -> Settings:
@@ -37,7 +38,7 @@ def test_four_tiny_trials_complete_and_asha_stops_some_early(
     tmp_path: Path, small_shop_dir: Path
 ) -> None:
     settings = _tiny_settings(tmp_path)
-    result = tune_model(
+    result = tune(
         "shop-temporal",
         small_shop_dir,
         settings,
@@ -91,12 +92,12 @@ def test_zero_trials_and_dead_ray_fail_before_any_work(
 ) -> None:
     settings = _tiny_settings(tmp_path)
     with pytest.raises(ConfigError, match="at least 1"):
-        tune_model("shop-temporal", small_shop_dir, settings, trials=0)
+        tune("shop-temporal", small_shop_dir, settings, trials=0)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     with pytest.raises(ConfigError, match="unreachable"):
-        tune_model(
+        tune(
             "shop-temporal",
             small_shop_dir,
             settings,

@@ -1,7 +1,7 @@
 """Product text embeddings: item text → L2-normalised vectors, incremental, Parquet.
 
-``embed_items`` is the stage entry function; ``interest-graph embed`` calls it (see
-``interest_graph.embeddings.cli``). The encoder itself is
+``embed_items`` does the work; ``interest_graph.stages.embed`` is the entry that
+the command and the pipeline call. The encoder itself is
 ``interest_graph.text_encoder``, shared with the text-kNN baseline.
 """
 

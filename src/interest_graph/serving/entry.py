@@ -1,4 +1,5 @@
-"""What ``python -m serving`` (the container's entry point) runs.
+"""What ``python -m serving`` (the container's entry point) reads from KServe's
+arguments; it then runs ``interest_graph.stages.serve``.
 
 KServe starts the container with its own arguments (``--model_name``,
 ``--http_port``, ``--predictor_host`` ...); settings come from the environment
@@ -11,7 +12,6 @@ import argparse
 from pathlib import Path
 
 from interest_graph.config import Settings, load_settings
-from interest_graph.errors import ConfigError
 
 # Where KServe's storage initializer puts a storageUri's files.
 KSERVE_MODEL_DIR = Path("/mnt/models")
@@ -36,40 +36,11 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update={"serving": serving})
 
 
-def run_from_arguments(args: argparse.Namespace) -> None:
-    """Run the predictor, or with ``--transformer`` the Feast transformer."""
-    settings = settings_from_arguments(args)
-    if not args.transformer:
-        from interest_graph.serving.server import serve
-
-        serve(settings)
-        return
-    if not args.predictor_host:
-        raise ConfigError("--transformer needs --predictor_host")
-    from kserve import PredictorConfig
-
-    from interest_graph.serving.kserve_compat import model_server
-    from interest_graph.serving.server import (
-        feature_source,
-        prepare_process,
-        quiet_per_request_logs,
-    )
-    from interest_graph.serving.transformer import RecommenderTransformer
-
-    prepare_process(settings.serving)
-    transformer = RecommenderTransformer(feature_source(settings), settings.serving)
-    server = model_server.ModelServer(
-        http_port=settings.serving.http_port,
-        grpc_port=settings.serving.grpc_port,
-        enable_latency_logging=False,
-        predictor_config=PredictorConfig(
-            predictor_host=args.predictor_host,
-            predictor_protocol="v1",
-            predictor_use_ssl=args.predictor_use_ssl,
-            predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
-            predictor_request_retries=args.predictor_request_retries,
-            predictor_health_check=args.enable_predictor_health_check,
-        ),
-    )
-    quiet_per_request_logs()  # after ModelServer(): it configures logging
-    server.start([transformer])
+def predictor_options(args: argparse.Namespace) -> dict[str, object]:
+    """KServe's predictor arguments as ``PredictorConfig`` fields (transformer)."""
+    return {
+        "predictor_use_ssl": args.predictor_use_ssl,
+        "predictor_request_timeout_seconds": args.predictor_request_timeout_seconds,
+        "predictor_request_retries": args.predictor_request_retries,
+        "predictor_health_check": args.enable_predictor_health_check,
+    }

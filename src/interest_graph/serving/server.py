@@ -235,6 +235,37 @@ def serve(settings: Settings) -> None:
     server.start([service.predictor])
 
 
+def serve_transformer(
+    settings: Settings, predictor_host: str, options: dict[str, Any]
+) -> None:
+    """Run the Feast transformer in front of a predictor at ``predictor_host``.
+
+    Args:
+        settings: ``serving`` (ports, threads) and the feature store.
+        predictor_host: ``HOST:PORT`` of the predictor.
+        options: further ``kserve.PredictorConfig`` fields (SSL, timeouts,
+            retries, health check).
+    """
+    from kserve import PredictorConfig
+
+    from interest_graph.serving.kserve_compat import model_server
+    from interest_graph.serving.transformer import RecommenderTransformer
+
+    config = settings.serving
+    prepare_process(config)
+    transformer = RecommenderTransformer(feature_source(settings), config)
+    server = model_server.ModelServer(
+        http_port=config.http_port,
+        grpc_port=config.grpc_port,
+        enable_latency_logging=False,
+        predictor_config=PredictorConfig(
+            predictor_host=predictor_host, predictor_protocol="v1", **options
+        ),
+    )
+    quiet_per_request_logs()  # after ModelServer(): it configures logging
+    server.start([transformer])
+
+
 def prepare_process(config: ServingConfig) -> None:
     """Thread settings of a serving process (predictor or transformer)."""
     limit_compute_threads(config.compute_threads)

@@ -1,6 +1,14 @@
-"""Hyperparameter search with Ray Tune (ASHA) over the graph model's settings."""
+"""Hyperparameter search with Ray Tune (ASHA) over the graph model's settings.
 
-from interest_graph.tuning.search import TuneResult, check_address, tune_model
+``interest_graph.stages.tune`` runs the search and retrains the best configuration.
+"""
+
+from interest_graph.tuning.search import (
+    TuneResult,
+    best_settings,
+    check_address,
+    search,
+)
 from interest_graph.tuning.space import check_space
 
-__all__ = ["TuneResult", "check_address", "check_space", "tune_model"]
+__all__ = ["TuneResult", "best_settings", "check_address", "check_space", "search"]

@@ -70,7 +70,9 @@ class TuneResult:
     best_epoch: int
     default_validation: float
     wall_seconds: float
-    final: Any  # stages.TrainResult of the retrained best configuration
+    # stages.TrainResult of the best configuration retrained on all training
+    # data; None until ``stages.tune`` retrains it.
+    final: Any = None
 
     @property
     def stopped_early(self) -> int:
@@ -85,11 +87,13 @@ class TuneResult:
             "default_val_ndcg": round(self.default_validation, 4),
             "best_epoch": self.best_epoch,
             "best_config": self.best_config,
-            "test": {
+            "test": {}
+            if self.final is None
+            else {
                 key: self.final.metrics[key] for key in self.final.metrics if "@" in key
             },
             "registered": None
-            if self.final.registered is None
+            if self.final is None or self.final.registered is None
             else {
                 "version": self.final.registered.version,
                 "promoted": self.final.registered.promoted,
@@ -127,7 +131,7 @@ def check_address(address: str | None) -> str | None:
     return address
 
 
-def tune_model(
+def search(
     protocol: str,
     source: str | Path,
     settings: Settings,
@@ -135,9 +139,8 @@ def tune_model(
     trials: int | None = None,
     address: str | None = None,
     out_dir: str | Path | None = None,
-    register: bool = False,
 ) -> TuneResult:
-    """Search ``tune.space`` for ``train.model`` on ``protocol``; retrain the best.
+    """Search ``tune.space`` for ``train.model`` on ``protocol``.
 
     Args:
         protocol: an evaluation protocol (``online-retail-temporal``, ...).
@@ -145,15 +148,12 @@ def tune_model(
         settings: ``train`` is the base configuration, ``tune`` the search.
         trials: samples to draw (default ``tune.trials``), the default included.
         address: a Ray cluster (default ``tune.address`` or ``$RAY_ADDRESS``).
-        out_dir: where the tables, the plot and the final model go.
-        register: register the final model and run the promotion gate.
+        out_dir: where the tables and the plot go.
 
     Raises:
         ConfigError: zero trials, a bad space or an unreachable Ray, before any
             work starts.
     """
-    from interest_graph import stages
-
     started = time.perf_counter()
     config = settings.tune
     trials = config.trials if trials is None else trials
@@ -186,16 +186,6 @@ def tune_model(
         best_epoch,
         best_config,
     )
-    final_settings = settings.model_copy(
-        update={
-            "train": base.model_copy(
-                update={**best_config, "early_stopping": False, "epochs": best_epoch}
-            )
-        }
-    )
-    final = stages.train(
-        protocol, source, out / "best", final_settings, register=register
-    )
     default_rows = table[table["default"]]
     return TuneResult(
         out_dir=out,
@@ -210,8 +200,20 @@ def tune_model(
         if len(default_rows)
         else float("nan"),
         wall_seconds=time.perf_counter() - started,
-        final=final,
     )
+
+
+def best_settings(settings: Settings, result: TuneResult) -> Settings:
+    """``settings`` with the best configuration for its best epoch count: what the
+    final model trains with on all training data (no early stopping left to do)."""
+    train = settings.train.model_copy(
+        update={
+            **result.best_config,
+            "early_stopping": False,
+            "epochs": result.best_epoch,
+        }
+    )
+    return settings.model_copy(update={"train": train})
 
 
 def _trial_data(split: EvaluationSplit, settings: Settings) -> TrialData:

@@ -1,7 +1,4 @@
-"""``interest-graph features ...``: thin commands over the feature store functions.
-
-Registered in ``interest_graph.cli``; settings come from the root context.
-"""
+"""``interest-graph features ...``: thin commands over the feature stages."""
 
 from __future__ import annotations
 
@@ -13,7 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from interest_graph.cli_support import clear_errors, root_settings
+from interest_graph import stages
+from interest_graph.cli.support import clear_errors, root_settings
+from interest_graph.config import Settings
+from interest_graph.errors import ConfigError
 
 features_app = typer.Typer(
     help="Feature store: build tables, apply the Feast repo, materialise, look up.",
@@ -35,26 +35,13 @@ OnlineOption = Annotated[
 ]
 
 
-def _features_dir(ctx: typer.Context, override: Path | None) -> Path:
-    return override or root_settings(ctx).features_dir
-
-
-def _profile(ctx: typer.Context, online_store: str | None) -> Any:
-    from interest_graph.errors import ConfigError
-    from interest_graph.features.repo import StoreProfile
-
-    if online_store not in (None, "sqlite", "redis"):
-        raise ConfigError(f"online store {online_store!r}: choose sqlite or redis")
-    return StoreProfile.from_settings(root_settings(ctx).features, online_store)  # type: ignore[arg-type]
-
-
-def _store(
-    ctx: typer.Context, features_dir: Path | None, online_store: str | None
-) -> Any:
-    """The applied store of the chosen features folder and profile."""
-    from interest_graph.features.repo import open_store
-
-    return open_store(_features_dir(ctx, features_dir), _profile(ctx, online_store))
+def _settings(ctx: typer.Context, features_dir: Path | None) -> Settings:
+    """The root settings, with ``--features-dir`` as the features folder."""
+    settings = root_settings(ctx)
+    if features_dir is None:
+        return settings
+    section = settings.features.model_copy(update={"features_dir": features_dir})
+    return settings.model_copy(update={"features": section})
 
 
 def _echo_json(value: Any) -> None:
@@ -76,17 +63,10 @@ def build(
     ] = None,
 ) -> None:
     """Compute the feature tables from canonical data, point in time correct."""
-    from interest_graph.features.tables import build_features
-
-    settings = root_settings(ctx)
+    settings = _settings(ctx, features_dir)
     source = data or settings.features.source_dir or settings.paths.data_dir / "synth"
-    paths = build_features(
-        Path(source),
-        _features_dir(ctx, features_dir),
-        as_of=as_of,
-        memory_limit=settings.features.memory_limit,
-    )
-    _echo_json({name: str(path) for name, path in paths.items()})
+    result = stages.features(Path(source), settings, as_of=as_of, apply=False)
+    _echo_json({name: str(path) for name, path in result.tables.items()})
 
 
 @features_app.command("apply")
@@ -97,10 +77,8 @@ def apply(
     online_store: OnlineOption = None,
 ) -> None:
     """Register entities, views and services (feature_repo/) in the registry."""
-    from interest_graph.features.repo import apply_repo
-
-    folder = _features_dir(ctx, features_dir)
-    _echo_json(apply_repo(folder, _profile(ctx, online_store)))
+    settings = _settings(ctx, features_dir)
+    _echo_json(stages.apply_features(settings, online_store))
 
 
 @features_app.command("materialize")
@@ -117,10 +95,12 @@ def materialize(
     ] = False,
 ) -> None:
     """Load new feature rows into the online store (a second run changes nothing)."""
-    from interest_graph.features.materialization import materialize as run
-
-    store = _store(ctx, features_dir, online_store)
-    _echo_json([r.as_dict() for r in run(store, views=view or None, full=full)])
+    settings = _settings(ctx, features_dir)
+    _echo_json(
+        stages.materialize_features(
+            settings, views=view or None, full=full, online_store=online_store
+        )
+    )
 
 
 @features_app.command("get")
@@ -137,13 +117,10 @@ def get(
     online_store: OnlineOption = None,
 ) -> None:
     """Online lookup; prints JSON. Unknown ids come back with found=false."""
-    from interest_graph.errors import ConfigError
-    from interest_graph.features.online import get_online
-
     if not user and not item:
         raise ConfigError("give at least one --user or --item")
-    store = _store(ctx, features_dir, online_store)
-    _echo_json(get_online(store, user or [], item or []))
+    settings = _settings(ctx, features_dir)
+    _echo_json(stages.lookup_features(settings, user or [], item or [], online_store))
 
 
 @features_app.command("status")
@@ -154,18 +131,7 @@ def status(
     online_store: OnlineOption = None,
 ) -> None:
     """What each view is materialised up to, and whether the online store is stale."""
-    from interest_graph.features.materialization import status as view_status
-
-    store = _store(ctx, features_dir, online_store)
-    rows = [s.as_dict() for s in view_status(store)]
-    _echo_json(
-        {
-            "project": store.project,
-            "online_store": store.config.online_store.type,
-            "stale": any(r["stale"] for r in rows),
-            "views": rows,
-        }
-    )
+    _echo_json(stages.feature_status(_settings(ctx, features_dir), online_store))
 
 
 @features_app.command("env")
@@ -176,8 +142,6 @@ def env(
     online_store: OnlineOption = None,
 ) -> None:
     """Print `export` lines so `feast -c feature_repo ...` sees the same profile."""
-    profile = _profile(ctx, online_store)
-    values = profile.environment(_features_dir(ctx, features_dir))
-    values["FEATURE_REPO_DIR_ENV_VAR"] = str(profile.repo.resolve())
+    values = stages.feature_environment(_settings(ctx, features_dir), online_store)
     for key, value in sorted(values.items()):
         typer.echo(f"export {key}={shlex.quote(value)}")

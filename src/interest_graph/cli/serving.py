@@ -1,8 +1,4 @@
-"""``interest-graph serve`` and ``interest-graph query``: thin commands over the
-service and its client.
-
-``interest_graph.cli`` adds them with ``register(app)``.
-"""
+"""``interest-graph serve`` and ``interest-graph query``: the service and a call."""
 
 from __future__ import annotations
 
@@ -12,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from interest_graph.cli_support import clear_errors, root_settings
+from interest_graph import stages
+from interest_graph.cli.support import clear_errors, root_settings
 
 
 @clear_errors
@@ -61,8 +58,6 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve recommendations over REST v1/v2 and gRPC v2 (KServe) in the foreground."""
-    from interest_graph.serving.server import serve
-
     settings = root_settings(ctx)
     overrides = {
         "model_uri": model,
@@ -82,7 +77,7 @@ def serve_command(
     serving = settings.serving.model_validate(
         {**settings.serving.model_dump(), **update}
     )
-    serve(settings.model_copy(update={"serving": serving}))
+    stages.serve(settings.model_copy(update={"serving": serving}))
 
 
 @clear_errors
@@ -102,19 +97,15 @@ def query_command(
     timeout: Annotated[float, typer.Option(help="Seconds per call.")] = 10.0,
 ) -> None:
     """Ask a running server for recommendations and print them as JSON."""
-    from interest_graph.serving.client import RecommenderClient
-
     settings = root_settings(ctx).serving
     default = (
         f"localhost:{settings.grpc_port}"
         if protocol == "grpc"
         else f"http://localhost:{settings.http_port}"
     )
-    client = RecommenderClient(url or default, protocol=protocol, timeout=timeout)
-    try:
-        answers = client.recommend_many([{"user_id": u, "k": k} for u in user])
-    finally:
-        client.close()
+    answers = stages.query(
+        user, k=k, url=url or default, protocol=protocol, timeout=timeout
+    )
     typer.echo(json.dumps(answers if len(answers) > 1 else answers[0], indent=2))
 
 

@@ -1,7 +1,4 @@
-"""``interest-graph registry list|register|promote|rollback``: the model registry.
-
-``interest_graph.cli`` adds it with ``app.add_typer(registry_app, name="registry")``.
-"""
+"""``interest-graph registry list|register|promote|rollback``: the model registry."""
 
 from __future__ import annotations
 
@@ -13,15 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from interest_graph.cli_support import clear_errors, root_settings
+from interest_graph import stages
+from interest_graph.cli.support import clear_errors, root_settings
 from interest_graph.errors import ConfigError
-from interest_graph.registry.store import (
-    PromotionDecision,
-    list_versions,
-    promote,
-    rollback,
-    tracking_uri,
-)
+from interest_graph.registry import PromotionDecision, tracking_uri
 
 registry_app = typer.Typer(
     help="Model registry (MLflow): versions with lineage, champion/challenger.",
@@ -43,7 +35,7 @@ def list_command(
     """Every version: aliases, primary metric, decision, data and code lineage."""
     settings = root_settings(ctx)
     metric = settings.registry.primary_metric
-    rows = [v.row(metric) for v in list_versions(settings)]
+    rows = [v.row(metric) for v in stages.list_models(settings)]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -68,15 +60,13 @@ def register_command(
     ],
 ) -> None:
     """Register a trained run and let the promotion gate decide on it."""
-    from interest_graph.stages import register_and_promote
-
     metrics_path = run / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{run}: no metrics.json (run `interest-graph train`)")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     settings = root_settings(ctx)
     _print_decision(
-        register_and_promote(
+        stages.register_and_promote(
             run / "model", metrics["protocol"], source, metrics, settings
         )
     )
@@ -92,7 +82,7 @@ def promote_command(
     ] = False,
 ) -> None:
     """Run the promotion gate on a version: champion if it beats the current one."""
-    _print_decision(promote(root_settings(ctx), version, force=force))
+    _print_decision(stages.promote_model(root_settings(ctx), version, force=force))
 
 
 @registry_app.command("rollback")
@@ -105,4 +95,4 @@ def rollback_command(
     ] = None,
 ) -> None:
     """Point the champion alias back at an earlier version."""
-    _print_decision(rollback(root_settings(ctx), version))
+    _print_decision(stages.rollback_model(root_settings(ctx), version))

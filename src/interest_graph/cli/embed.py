@@ -1,7 +1,4 @@
-"""``interest-graph embed``: a thin command over ``embed_items``.
-
-``interest_graph.cli`` adds it with ``register(app)``.
-"""
+"""``interest-graph embed``: a thin command over ``stages.embed``."""
 
 from __future__ import annotations
 
@@ -11,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from interest_graph.cli_support import clear_errors, root_settings
+from interest_graph import stages
+from interest_graph.cli.support import clear_errors, root_settings
 
 
 @clear_errors
@@ -63,29 +61,21 @@ def embed_command(
     ] = False,
 ) -> None:
     """Embed item text into L2-normalised vectors (Parquet, incremental by hash)."""
-    from interest_graph.embeddings.stage import embed_items
-
     settings = root_settings(ctx)
-    config = settings.text
-    if model is not None or max_length is not None:
-        config = config.model_copy(
-            update={
-                k: v
-                for k, v in {"model": model, "max_length": max_length}.items()
-                if v is not None
-            }
-        )
-    result = embed_items(
-        data_dir,
-        out or settings.features_dir,
-        config,
-        device=device or settings.device,
-        template=template,
-        pooling=pooling,
-        prefix=prefix,
-        precision=precision,
-        batch_tokens=batch_tokens,
-        full=full,
+    overrides = {
+        "model": model,
+        "max_length": max_length,
+        "template": template,
+        "pooling": pooling,
+        "prefix": prefix,
+        "precision": precision,
+        "batch_tokens": batch_tokens,
+    }
+    text = settings.text.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    result = stages.embed(
+        data_dir, settings, features_dir=out, text=text, device=device, full=full
     )
     summary = {k: v for k, v in result.report.items() if k != "skipped_empty_ids"}
     typer.echo(json.dumps(summary, indent=2))

@@ -1,9 +1,5 @@
-"""Stage entry functions: explicit inputs and outputs (paths in, paths out, settings).
-
-The CLI, the Kubeflow components and the tests are thin callers of these. Later
-stages (features, embed, train, tune, register, serve, monitor) add theirs here in
-the same shape.
-"""
+"""Model stages: train, evaluate, recommend, tune, register, and the interest graph
+of a trained model."""
 
 from __future__ import annotations
 
@@ -11,14 +7,9 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from interest_graph.config import Settings
-from interest_graph.data.custom_shop import load_custom_shop
-from interest_graph.data.gowalla import load_gowalla
-from interest_graph.data.online_retail import load_online_retail
-from interest_graph.data.quarantine import IngestReport, RowTriage
-from interest_graph.data.synth import generate_shop
 from interest_graph.errors import ConfigError
 from interest_graph.evaluation.baselines import make_baseline
 from interest_graph.evaluation.protocols import EvaluationSplit, build_split
@@ -31,85 +22,12 @@ from interest_graph.evaluation.ranking import (
     write_recommendations,
 )
 from interest_graph.logs import get_logger
-from interest_graph.schema import ShopTables
 
 if TYPE_CHECKING:
-    from interest_graph.registry import PromotionDecision
+    from interest_graph.registry import PromotionDecision, RegisteredVersion
+    from interest_graph.tuning import TuneResult
 
 log = get_logger("stages")
-
-SourceKind = Literal["online-retail", "gowalla", "custom-shop", "synth"]
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """What ``ingest`` wrote: table paths, the summary JSON and its content."""
-
-    tables: dict[str, Path]
-    summary_path: Path
-    summary: dict[str, Any]
-
-
-def ingest(
-    kind: SourceKind,
-    source: str | Path | None,
-    out_dir: str | Path,
-    settings: Settings,
-) -> IngestResult:
-    """Load a shop into canonical Parquet under ``out_dir``, quarantining bad rows.
-
-    Args:
-        kind: ``online-retail`` (file), ``gowalla`` (folder), ``custom-shop`` (files
-            and column mapping from ``settings.shop``) or ``synth`` (generated from
-            ``settings.synth``; ``source`` is ignored).
-        source: the input file or folder.
-        out_dir: the data directory to write.
-        settings: the platform settings.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report: IngestReport
-    if kind == "gowalla":
-        if source is None:
-            raise ConfigError("gowalla needs the folder with train.txt and test.txt")
-        data = load_gowalla(source)
-        # No timestamps in this split: it stays two interaction tables, not events.
-        paths = {}
-        for split_name, pairs in (("train", data.train), ("test", data.test)):
-            path = out / f"interactions_{split_name}.parquet"
-            pairs.astype(str).rename(
-                columns={"user": "user_id", "item": "item_id"}
-            ).to_parquet(path, index=False)
-            paths[f"interactions_{split_name}"] = path
-        report = data.report
-    else:
-        tables: ShopTables
-        if kind == "online-retail":
-            if source is None:
-                raise ConfigError("online-retail needs the path of the UCI file")
-            tables, report = load_online_retail(source)
-        elif kind == "custom-shop":
-            tables, report = load_custom_shop(settings.shop)
-        elif kind == "synth":
-            tables = generate_shop(settings.synth)
-            report = IngestReport(loader="synth")
-            for name in ("events", "items", "users"):
-                # Generated rows are canonical by construction: all accepted, counted.
-                report.add(name, RowTriage(f"generated {name}", getattr(tables, name)))
-        else:
-            raise ConfigError(f"unknown source kind {kind!r}")
-        paths = tables.write(out)
-    summary_path = report.write(out)
-    summary = report.as_dict()
-    log.info(
-        "ingested %s: %d rows in, %d accepted, %d quarantined -> %s",
-        kind,
-        summary["totals"]["rows_in"],
-        summary["totals"]["accepted"],
-        summary["totals"]["quarantined"],
-        out,
-    )
-    return IngestResult(tables=paths, summary_path=summary_path, summary=summary)
 
 
 def resolve_model(name: str, settings: Settings) -> Recommender:
@@ -243,6 +161,25 @@ def register_and_promote(
     return promote(settings, version.version)
 
 
+def register_run(
+    run_dir: str | Path, source: str | Path, settings: Settings
+) -> PromotionDecision:
+    """Register a run folder of ``train`` (``model/`` + ``metrics.json``) and let
+    the promotion gate decide on it.
+
+    Raises:
+        ConfigError: the folder has no ``metrics.json``.
+    """
+    run = Path(run_dir)
+    metrics_path = run / "metrics.json"
+    if not metrics_path.is_file():
+        raise ConfigError(f"{run}: no metrics.json (run `interest-graph train`)")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    return register_and_promote(
+        run / "model", metrics["protocol"], source, metrics, settings
+    )
+
+
 def _fitted(
     split: EvaluationSplit, model_name: str, settings: Settings
 ) -> tuple[Recommender, float]:
@@ -347,6 +284,7 @@ def interests(
     out_dir: str | Path | None = None,
     push: bool = False,
     n_interests: int | None = None,
+    picture_html: str | Path | None = None,
 ) -> InterestsResult:
     """Build the interest graph of a trained artifact; explain, export and push it.
 
@@ -358,6 +296,7 @@ def interests(
             neighbourhood as PNG and HTML here.
         push: push user interest vectors and top interests into Feast.
         n_interests: interest nodes (default from the item count).
+        picture_html: also write the user's neighbourhood (HTML) to this file.
 
     Raises:
         ConfigError: ``user`` is not in the model.
@@ -373,6 +312,7 @@ def interests(
     )
     from interest_graph.models.artifact import ModelArtifact
 
+    model_path = _artifact_folder(model_path)
     artifact = ModelArtifact.load(model_path)
     if not artifact.has_vectors:
         raise ConfigError(
@@ -400,6 +340,8 @@ def interests(
                 out / f"user_{user}.html",
             )
             files.update(png=png, html=html)
+            if picture_html is not None:
+                Path(picture_html).write_bytes(html.read_bytes())
     pushed = 0
     if push:
         from interest_graph.features import StoreProfile, open_store
@@ -414,3 +356,152 @@ def interests(
         pushed = push_user_interests(store, rows)
     log.info("interest graph: %d interests", graph.n_interests)
     return InterestsResult(files=files, explanation=explanation, pushed=pushed)
+
+
+# The baselines the evaluation table shows beside a trained model, per protocol
+# of canonical shop data (synthetic, a custom shop, or Online Retail loaded).
+EVALUATION_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("shop-temporal", ("popularity", "itemknn", "ease")),
+    ("shop-cold-items", ("random", "text-knn", "text-lightgcn")),
+)
+
+
+def evaluation_table(
+    source: str | Path,
+    settings: Settings,
+    *,
+    model: str | Path | None = None,
+    table: tuple[tuple[str, tuple[str, ...]], ...] = EVALUATION_TABLE,
+) -> list[dict[str, Any]]:
+    """Fit and score the baselines of ``table`` on each protocol and, given a run
+    folder of ``train``, its model on the protocol it was trained for.
+
+    Returns:
+        One metrics row per (protocol, model), each with its ``seconds``.
+    """
+    trained: tuple[str, Path, str] | None = None
+    if model is not None:
+        run = Path(model)
+        facts = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        trained = (facts["protocol"], run / "model", f"{facts['model']} (trained)")
+    rows: list[dict[str, Any]] = []
+    for protocol, models in table:
+        split = build_split(protocol, source)
+        log.info("%s: %s", protocol, split.describe())
+        rows.extend(evaluate_on_split(split, name, settings) for name in models)
+        if trained is not None and trained[0] == protocol:
+            row = evaluate_on_split(split, str(trained[1]), settings)
+            rows.append({**row, "model": trained[2]})
+    return rows
+
+
+def tune(
+    protocol: str,
+    source: str | Path,
+    settings: Settings,
+    *,
+    trials: int | None = None,
+    address: str | None = None,
+    out_dir: str | Path | None = None,
+    register: bool = False,
+    retrain: bool = True,
+) -> TuneResult:
+    """Ray Tune search (ASHA) over ``tune.space``; retrain and test the best.
+
+    Args:
+        protocol: an evaluation protocol; trials score a validation split carved
+            from its training data.
+        source: the data the protocol reads.
+        settings: ``train`` is the base configuration, ``tune`` the search.
+        trials: samples to draw (default ``tune.trials``), the default included.
+        address: a Ray cluster (default ``tune.address`` or ``$RAY_ADDRESS``).
+        out_dir: tables, plot and the final model (default
+            ``<runs>/tune-<protocol>``).
+        register: register the retrained model and run the promotion gate.
+        retrain: retrain the best configuration on all training data (``final``);
+            a pipeline's own train step does it instead.
+
+    Raises:
+        ConfigError: zero trials, a bad space or an unreachable Ray, before any
+            work starts.
+    """
+    from dataclasses import replace
+
+    from interest_graph.tuning import best_settings, search
+
+    result = search(
+        protocol, source, settings, trials=trials, address=address, out_dir=out_dir
+    )
+    if not retrain:
+        return result
+    final = train(
+        protocol,
+        source,
+        result.out_dir / "best",
+        best_settings(settings, result),
+        register=register,
+    )
+    return replace(result, final=final)
+
+
+def best_train_settings(
+    protocol: str,
+    source: str | Path,
+    settings: Settings,
+    *,
+    trials: int,
+    report_html: str | Path | None = None,
+) -> str:
+    """The pipeline's tune step: search, and the best ``train`` settings as JSON.
+
+    With 0 trials nothing is searched and the answer is ``{}`` (train as set);
+    ``report_html`` gets the validation curves of every trial, or the reason none
+    ran.
+    """
+    from interest_graph.kubeflow.outputs import write_png_html
+
+    if trials == 0:
+        if report_html is not None:
+            Path(report_html).write_text(
+                "<p>tuning skipped: tune_trials = 0</p>\n", encoding="utf-8"
+            )
+        return "{}"
+    from interest_graph.tuning import best_settings
+
+    result = tune(protocol, source, settings, trials=trials, retrain=False)
+    if report_html is not None:
+        write_png_html(result.plot_path, report_html, "validation NDCG per trial")
+    chosen = best_settings(settings, result).train
+    return chosen.model_dump_json(
+        include={*result.best_config, "epochs", "early_stopping"}
+    )
+
+
+def list_models(settings: Settings) -> list[RegisteredVersion]:
+    """Every registered version with its aliases, metrics, decision and lineage."""
+    from interest_graph.registry import list_versions
+
+    return list_versions(settings)
+
+
+def promote_model(
+    settings: Settings, version: str, *, force: bool = False
+) -> PromotionDecision:
+    """Run the promotion gate on a version: champion if it beats the current one."""
+    from interest_graph.registry import promote
+
+    return promote(settings, version, force=force)
+
+
+def rollback_model(settings: Settings, version: str | None = None) -> PromotionDecision:
+    """Point the champion alias back at an earlier version (default: the previous)."""
+    from interest_graph.registry import rollback
+
+    return rollback(settings, version)
+
+
+def _artifact_folder(path: str | Path) -> Path:
+    """An artifact folder, or the ``model/`` inside a run folder of ``train``."""
+    folder = Path(path)
+    inner = folder / "model"
+    return inner if (folder / "metrics.json").is_file() and inner.is_dir() else folder

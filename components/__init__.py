@@ -1,0 +1,28 @@
+"""Kubeflow Pipelines components: one thin, typed wrapper per stage of
+``interest_graph.stages``, all run in the component image."""
+
+from components.training import (
+    COMPONENT_IMAGE,
+    deploy,
+    embed,
+    evaluate,
+    features,
+    ingest,
+    interests,
+    register,
+    train,
+    tune,
+)
+
+__all__ = [
+    "COMPONENT_IMAGE",
+    "deploy",
+    "embed",
+    "evaluate",
+    "features",
+    "ingest",
+    "interests",
+    "register",
+    "train",
+    "tune",
+]

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines definitions, one file per pipeline."""

@@ -1,0 +1,120 @@
+"""``interest-graph run`` (the main job: the training pipeline on this machine)
+and ``interest-graph pipeline run|compile|submit|schedule``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from interest_graph import stages
+from interest_graph.cli.support import (
+    clear_errors,
+    console,
+    print_metrics_table,
+    root_settings,
+    short,
+)
+
+pipeline_app = typer.Typer(
+    help="Kubeflow pipelines: run locally, compile, submit, schedule.",
+    no_args_is_help=True,
+)
+
+
+def _run(
+    ctx: typer.Context,
+    *,
+    online_retail: Path | None,
+    tune_trials: int,
+    runner: str,
+) -> None:
+    settings = root_settings(ctx)
+    report = stages.run_pipeline(
+        settings,
+        source_kind="online-retail" if online_retail else "synth",
+        source_uri=online_retail,
+        tune_trials=tune_trials,
+        runner=runner,
+    )
+    _print_summary(report.summary, settings.evaluation.k)
+    console.print(f"written: {report.summary_path}")
+
+
+def _print_summary(summary: dict[str, Any], k: int) -> None:
+    totals = summary["ingest"]["totals"]
+    console.print(
+        f"data: {summary['data']}  rows in {totals['rows_in']}, accepted "
+        f"{totals['accepted']}, quarantined {totals['quarantined']}"
+    )
+    print_metrics_table(summary["evaluation"], k)
+    registered = summary["registry"]
+    console.print(
+        f"registry: version {registered['version']} "
+        f"{'champion' if registered['promoted'] else 'challenger'} "
+        f"({registered['reason']})"
+    )
+    sample = summary["served_sample"]
+    console.print(
+        f"served by the champion for user {sample['user_id']} "
+        f"(version {sample['model_version']}, fallback {sample['fallback']}): "
+        + "; ".join(
+            f"{i['item_id']} {short(i['title'], 40)} ({short(i['reason'], 70)})"
+            for i in sample["items"][:3]
+        )
+    )
+    table = Table(title=f"pipeline {summary['pipeline']} ({summary['runner']})")
+    for column in ("task", "status", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for task in summary["tasks"]:
+        seconds = task["seconds"]
+        table.add_row(
+            task["name"], task["status"], "" if seconds is None else f"{seconds:.1f}"
+        )
+    console.print(table)
+    console.print(f"pipeline seconds: {summary['seconds']}  log: {summary['log']}")
+
+
+OnlineRetailOption = Annotated[
+    Path | None,
+    typer.Option(help="Run on this Online Retail file instead of a synthetic shop."),
+]
+TrialsOption = Annotated[
+    int, typer.Option(min=0, help="Ray Tune trials before training (0: none).")
+]
+
+
+@clear_errors
+def run(
+    ctx: typer.Context,
+    online_retail: OnlineRetailOption = None,
+    tune_trials: TrialsOption = 0,
+) -> None:
+    """The main job: the training pipeline on this machine (kfp.local), then one
+    recommendation from the served champion."""
+    _run(ctx, online_retail=online_retail, tune_trials=tune_trials, runner="subprocess")
+
+
+@pipeline_app.command("run")
+@clear_errors
+def pipeline_run(
+    ctx: typer.Context,
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="subprocess (this environment) or docker (the component image, "
+            "registry on PostgreSQL, Feast online store on Redis)."
+        ),
+    ] = "subprocess",
+    online_retail: OnlineRetailOption = None,
+    tune_trials: TrialsOption = 0,
+) -> None:
+    """Run the training pipeline locally with kfp.local."""
+    _run(ctx, online_retail=online_retail, tune_trials=tune_trials, runner=runner)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+    app.command("run")(run)

@@ -1,0 +1,200 @@
+"""Run a pipeline on this machine with ``kfp.local``: every task in a subprocess
+of this environment, or in the component image with Docker.
+
+``kfp.local`` prints each task's start and end; :class:`TaskClock` reads them
+from the output stream (kept in full in a log file) to give every task its
+status and seconds, and tasks that never started (a false ``dsl.If``) are
+``SKIPPED``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from interest_graph.errors import InterestGraphError
+
+RunnerKind = Literal["subprocess", "docker"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+
+@dataclass
+class TaskRun:
+    """One task of a local run: ``SUCCESS``, ``FAILURE`` or ``SKIPPED``."""
+
+    name: str
+    status: str
+    seconds: float | None = None
+
+
+@dataclass
+class LocalRun:
+    """A finished local run: its status, tasks and where everything went."""
+
+    pipeline: str
+    runner: RunnerKind
+    status: str
+    seconds: float
+    tasks: list[TaskRun]
+    run_root: Path | None
+    log_path: Path
+
+    def task(self, name: str) -> TaskRun:
+        return next(t for t in self.tasks if t.name == name)
+
+    def output(self, task: str, name: str) -> Path:
+        """Where ``task`` wrote its output artifact ``name``."""
+        if self.run_root is None:
+            raise InterestGraphError(f"{self.pipeline}: the run wrote no outputs")
+        return self.run_root / task / name
+
+
+class TaskClock(io.TextIOBase):
+    """A stream that copies what it gets to ``sink`` and times each task."""
+
+    def __init__(self, sink: TextIO) -> None:
+        super().__init__()
+        self.sink = sink
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, tuple[str, float]] = {}
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        self.sink.write(text)
+        self._line += text
+        *lines, self._line = self._line.split("\n")
+        for line in lines:
+            self._read(_ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def _read(self, line: str) -> None:
+        now = time.perf_counter()
+        if found := _STARTED.search(line):
+            self.started[found.group(1)] = now
+        elif found := _FINISHED.search(line):
+            name = found.group(1)
+            self.finished[name] = (found.group(2), now - self.started.get(name, now))
+
+
+def task_names(pipeline: Any) -> list[str]:
+    """Every executable task of a compiled pipeline, nested DAGs included, in
+    the order the pipeline declares them."""
+    spec = pipeline.pipeline_spec
+    names: list[str] = []
+
+    def visit(dag: Any) -> None:
+        for task_name, task in dag.tasks.items():
+            component = spec.components[task.component_ref.name]
+            if component.WhichOneof("implementation") == "dag":
+                visit(component.dag)
+            else:
+                names.append(task_name)
+
+    visit(spec.root.dag)
+    return names
+
+
+def run_local(
+    pipeline: Any,
+    arguments: dict[str, Any],
+    *,
+    pipeline_root: Path,
+    log_path: Path,
+    runner: RunnerKind = "subprocess",
+) -> LocalRun:
+    """Run ``pipeline`` with ``arguments`` under ``kfp.local``.
+
+    Args:
+        pipeline: a ``@dsl.pipeline`` function.
+        arguments: its parameters.
+        pipeline_root: where task outputs go (must be writable by the image's
+            user for ``docker``).
+        log_path: the full output of every task.
+        runner: ``subprocess`` (this Python environment) or ``docker`` (the
+            component image, host network).
+    """
+    from kfp import local
+
+    pipeline_root = pipeline_root.resolve()
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    workspace = pipeline_root / "workspace"
+    workspace.mkdir(exist_ok=True)
+    if runner == "docker":
+        # The image runs as uid 1000: it writes its outputs under this root.
+        for folder in (pipeline_root, workspace):
+            folder.chmod(0o777)
+        kind: Any = local.DockerRunner(network_mode="host")
+    else:
+        kind = local.SubprocessRunner(use_venv=False)
+    local.init(
+        runner=kind,
+        pipeline_root=str(pipeline_root),
+        workspace_root=str(workspace),
+        raise_on_error=False,
+    )
+    before = set(pipeline_root.iterdir())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with (
+        log_path.open("w", encoding="utf-8") as sink,
+        _clocked(sink) as clock,
+        warnings.catch_warnings(),
+    ):
+        # Every task names the component image; the subprocess runner runs them
+        # in this environment instead, which has the same packages.
+        warnings.filterwarnings("ignore", "You may be attemping", RuntimeWarning)
+        # GPU requests, node selectors and secrets are for the cluster.
+        warnings.filterwarnings("ignore", ".*have no effect in the current local")
+        pipeline(**arguments)
+    seconds = time.perf_counter() - started
+    # In the order they ran; tasks that never started last.
+    names = sorted(
+        task_names(pipeline), key=lambda n: clock.started.get(n, float("inf"))
+    )
+    tasks = [
+        TaskRun(name, *clock.finished[name])
+        if name in clock.finished
+        else TaskRun(name, "SKIPPED")
+        for name in names
+    ]
+    failed = any(t.status not in ("SUCCESS", "SKIPPED") for t in tasks)
+    created = sorted(set(pipeline_root.iterdir()) - before - {workspace})
+    return LocalRun(
+        pipeline=pipeline.name,
+        runner=runner,
+        status="FAILURE" if failed else "SUCCESS",
+        seconds=seconds,
+        tasks=tasks,
+        run_root=next((p for p in created if p.is_dir()), None),
+        log_path=log_path,
+    )
+
+
+@contextmanager
+def _clocked(sink: TextIO) -> Iterator[TaskClock]:
+    clock = TaskClock(sink)
+    # Task subprocesses inherit this; a task's own progress bars stay out.
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with redirect_stdout(clock):
+            yield clock
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous

@@ -1,0 +1,108 @@
+"""The one door: an entry function per stage (paths in, paths out, the settings).
+
+The CLI, the Kubeflow components, the serving image's entry point, the main job
+and the benchmarks call these and nothing below them; logic lives in the library
+packages these functions call.
+"""
+
+from interest_graph.stages.data import (
+    SOURCE_KINDS,
+    IngestResult,
+    SourceKind,
+    ValidationResult,
+    first_buyer,
+    ingest,
+    validate,
+)
+from interest_graph.stages.features import (
+    EmbedStageResult,
+    FeaturesResult,
+    apply_features,
+    embed,
+    feature_environment,
+    feature_status,
+    features,
+    lookup_features,
+    materialize_features,
+)
+from interest_graph.stages.models import (
+    EVALUATION_TABLE,
+    MODEL_URI_PREFIXES,
+    InterestsResult,
+    TrainResult,
+    best_train_settings,
+    evaluate,
+    evaluate_on_split,
+    evaluation_table,
+    interests,
+    list_models,
+    promote_model,
+    recommend,
+    register_and_promote,
+    register_run,
+    resolve_model,
+    rollback_model,
+    train,
+    tune,
+)
+from interest_graph.stages.pipelines import (
+    record,
+    record_metrics,
+    run_pipeline,
+    settings_from_json,
+    write_evaluation_table,
+)
+from interest_graph.stages.serving import (
+    DeployResult,
+    deploy,
+    query,
+    sample_call,
+    serve,
+)
+
+__all__ = [
+    "EVALUATION_TABLE",
+    "MODEL_URI_PREFIXES",
+    "SOURCE_KINDS",
+    "DeployResult",
+    "EmbedStageResult",
+    "FeaturesResult",
+    "IngestResult",
+    "InterestsResult",
+    "SourceKind",
+    "TrainResult",
+    "ValidationResult",
+    "apply_features",
+    "best_train_settings",
+    "deploy",
+    "embed",
+    "evaluate",
+    "evaluate_on_split",
+    "evaluation_table",
+    "feature_environment",
+    "feature_status",
+    "features",
+    "first_buyer",
+    "ingest",
+    "interests",
+    "list_models",
+    "lookup_features",
+    "materialize_features",
+    "promote_model",
+    "query",
+    "recommend",
+    "record",
+    "record_metrics",
+    "register_and_promote",
+    "register_run",
+    "resolve_model",
+    "rollback_model",
+    "run_pipeline",
+    "sample_call",
+    "serve",
+    "settings_from_json",
+    "train",
+    "tune",
+    "validate",
+    "write_evaluation_table",
+]
