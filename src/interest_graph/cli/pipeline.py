@@ -118,3 +118,104 @@ def pipeline_run(
 def register(app: typer.Typer) -> None:
     """Add ``run`` to ``app``."""
     app.command("run")(run)
+
+
+NameArgument = Annotated[
+    str, typer.Argument(help="The pipeline: training or monitoring.")
+]
+HostOption = Annotated[
+    str, typer.Option(help="KFP API, e.g. http://ml-pipeline-ui.kubeflow:80.")
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Pipeline parameter KEY=VALUE (repeatable)."),
+]
+ExperimentOption = Annotated[str, typer.Option(help="Experiment (created if missing).")]
+NamespaceOption = Annotated[
+    str | None, typer.Option(help="Kubeflow profile namespace (multi-user).")
+]
+
+
+def _parameters(pairs: list[str] | None) -> dict[str, str]:
+    from interest_graph.errors import ConfigError
+
+    parameters = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE")
+        parameters[key] = value
+    return parameters
+
+
+def _package(ctx: typer.Context, name: str, out: Path | None) -> Path:
+    return out or root_settings(ctx).paths.work_dir / "kfp" / f"{name}_pipeline.yaml"
+
+
+@pipeline_app.command("compile")
+@clear_errors
+def pipeline_compile(
+    ctx: typer.Context,
+    name: NameArgument = "training",
+    out: Annotated[
+        Path | None, typer.Option(help="YAML file (default .work/kfp/NAME.yaml).")
+    ] = None,
+) -> None:
+    """Compile a pipeline to KFP IR YAML (upload it in the KFP UI)."""
+    console.print(f"written: {stages.compile_pipeline(name, _package(ctx, name, out))}")
+
+
+@pipeline_app.command("submit")
+@clear_errors
+def pipeline_submit(
+    ctx: typer.Context,
+    host: HostOption,
+    name: NameArgument = "training",
+    param: ParamOption = None,
+    experiment: ExperimentOption = "interest-graph",
+    run_name: Annotated[str | None, typer.Option(help="Name of the run.")] = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Compile a pipeline and start a run of it on a Kubeflow cluster."""
+    run = stages.submit_pipeline(
+        name,
+        host,
+        experiment=experiment,
+        parameters=_parameters(param),
+        package=_package(ctx, name, None),
+        run_name=run_name,
+        namespace=namespace,
+    )
+    console.print(f"run {run.id} ({run.name}) in experiment {run.experiment_id}")
+
+
+@pipeline_app.command("schedule")
+@clear_errors
+def pipeline_schedule(
+    ctx: typer.Context,
+    host: HostOption,
+    cron: Annotated[
+        str, typer.Option(help="Cron, 5 fields or KFP's 6 (seconds first).")
+    ],
+    name: NameArgument = "monitoring",
+    param: ParamOption = None,
+    experiment: ExperimentOption = "interest-graph",
+    job_name: Annotated[
+        str | None, typer.Option(help="Name of the recurring run.")
+    ] = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Create a recurring run of a pipeline (by default the monitoring one)."""
+    job = stages.schedule_pipeline(
+        name,
+        host,
+        experiment=experiment,
+        cron=cron,
+        parameters=_parameters(param),
+        package=_package(ctx, name, None),
+        job_name=job_name,
+        namespace=namespace,
+    )
+    console.print(
+        f"recurring run {job.id} ({job.name}) in experiment {job.experiment_id}"
+    )

@@ -46,10 +46,13 @@ from interest_graph.stages.models import (
     tune,
 )
 from interest_graph.stages.pipelines import (
+    compile_pipeline,
     record,
     record_metrics,
     run_pipeline,
+    schedule_pipeline,
     settings_from_json,
+    submit_pipeline,
     write_evaluation_table,
 )
 from interest_graph.stages.serving import (
@@ -74,6 +77,7 @@ __all__ = [
     "ValidationResult",
     "apply_features",
     "best_train_settings",
+    "compile_pipeline",
     "deploy",
     "embed",
     "evaluate",
@@ -99,8 +103,10 @@ __all__ = [
     "rollback_model",
     "run_pipeline",
     "sample_call",
+    "schedule_pipeline",
     "serve",
     "settings_from_json",
+    "submit_pipeline",
     "train",
     "tune",
     "validate",

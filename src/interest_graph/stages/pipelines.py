@@ -93,3 +93,71 @@ def run_pipeline(
         tune_trials=tune_trials,
         runner=runner,  # type: ignore[arg-type]
     )
+
+
+def compile_pipeline(name: str, out: Path) -> Path:
+    """Compile the pipeline ``name`` (``training``, ``monitoring``) to IR YAML."""
+    from interest_graph.kubeflow.cluster import compile_pipeline as compile_to
+
+    return compile_to(name, out)
+
+
+def submit_pipeline(
+    name: str,
+    host: str,
+    *,
+    experiment: str,
+    parameters: dict[str, str],
+    package: Path,
+    run_name: str | None = None,
+    namespace: str | None = None,
+) -> Any:
+    """Start a run of a pipeline on a Kubeflow Pipelines cluster.
+
+    Args:
+        name: the pipeline.
+        host: the KFP API, ``http(s)://HOST[:PORT]``.
+        experiment: the experiment the run belongs to (created if missing).
+        parameters: ``KEY -> VALUE`` text, typed by the pipeline's spec.
+        package: where the compiled YAML is written (and kept).
+        run_name: the run's name (default from the pipeline and package).
+        namespace: the Kubeflow profile namespace (multi-user clusters).
+    """
+    from interest_graph.kubeflow.cluster import submit, typed_arguments
+
+    return submit(
+        name,
+        host,
+        experiment=experiment,
+        arguments=typed_arguments(name, parameters),
+        package=package,
+        run_name=run_name,
+        namespace=namespace,
+    )
+
+
+def schedule_pipeline(
+    name: str,
+    host: str,
+    *,
+    experiment: str,
+    cron: str,
+    parameters: dict[str, str],
+    package: Path,
+    job_name: str | None = None,
+    namespace: str | None = None,
+) -> Any:
+    """Create a recurring run (cron) of a pipeline on a Kubeflow cluster; the
+    monitoring pipeline is the one meant to recur."""
+    from interest_graph.kubeflow.cluster import schedule, typed_arguments
+
+    return schedule(
+        name,
+        host,
+        experiment=experiment,
+        cron=cron,
+        arguments=typed_arguments(name, parameters),
+        package=package,
+        job_name=job_name,
+        namespace=namespace,
+    )
