@@ -171,17 +171,9 @@ def _sample(settings: Settings, run: LocalRun) -> dict[str, Any]:
 def _prepare_docker_state(settings: Settings) -> None:
     """The registry database on this machine's PostgreSQL, and state folders the
     image's user (uid 1000) can write."""
-    import psycopg
-
     uri = str(settings.registry.tracking_uri)
-    if uri.startswith("postgresql://") and uri.endswith("/interest_graph"):
-        admin = uri.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as connection:
-            exists = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = 'interest_graph'"
-            ).fetchone()
-            if not exists:
-                connection.execute("CREATE DATABASE interest_graph")
+    if uri.startswith("postgresql://"):
+        ensure_database(uri)
     for folder in (settings.paths.work_dir, settings.features_dir):
         folder.mkdir(parents=True, exist_ok=True)
         for parent in (folder, folder.parent):
@@ -190,3 +182,26 @@ def _prepare_docker_state(settings: Settings) -> None:
     if artifacts and "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         Path(artifacts).chmod(0o777)
+
+
+def ensure_database(uri: str) -> None:
+    """Create the PostgreSQL database a ``postgresql://`` URI names, if missing
+    (MLflow creates its tables, not the database)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(uri)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise InterestGraphError(f"{uri}: no database name")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if not found:
+            connection.execute(
+                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            )
