@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from interest_graph.errors import ConfigError
+from interest_graph.monitoring.config import MonitoringConfig
 
 CONFIG_ENV_VAR = "INTEREST_GRAPH_CONFIG"
 
@@ -387,6 +388,7 @@ class Settings(BaseSettings):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @property

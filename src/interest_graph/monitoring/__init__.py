@@ -1,0 +1,1 @@
+"""Drift monitoring with Evidently: features, embeddings, predictions, outcomes."""
