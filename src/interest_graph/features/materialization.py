@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -220,6 +219,8 @@ def _latest_rows(
     columns = ", ".join(
         f'"{c}"' for c in [*view.join_keys, timestamp, *(f.name for f in view.features)]
     )
+    import duckdb  # here: serving imports this package without duckdb
+
     with duckdb.connect() as con:
         return con.sql(
             f"""

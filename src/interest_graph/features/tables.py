@@ -19,9 +19,8 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +29,9 @@ import pyarrow.parquet as pq
 from interest_graph.errors import MalformedFileError
 from interest_graph.logs import get_logger
 from interest_graph.schema import TABLE_COLUMNS
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = get_logger("features.tables")
 
@@ -100,6 +102,8 @@ def build_features(
     inputs = {table: data_dir / f"{table}.parquet" for table in TABLE_COLUMNS}
     for table, path in inputs.items():
         _check_input(path, table)
+    import duckdb  # here: serving reads features without the offline store
+
     con = duckdb.connect(
         config={
             "memory_limit": memory_limit,
