@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _images  # noqa: E402
 
 from interest_graph import stages  # noqa: E402
-from interest_graph.config import Settings  # noqa: E402
+from interest_graph.config import Settings, settings_from_values  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".work" / "bench" / "pipeline"
@@ -61,7 +61,9 @@ QUICK = {
 
 def _settings(work: Path, quick: bool) -> Settings:
     shutil.rmtree(work, ignore_errors=True)
-    return Settings(paths={"work_dir": work}, **(QUICK if quick else {}))
+    return settings_from_values(
+        {"paths": {"work_dir": work}, **(QUICK if quick else {})}
+    )
 
 
 def direct_stages(settings: Settings) -> dict[str, float]:

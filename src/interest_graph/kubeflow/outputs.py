@@ -8,7 +8,7 @@ import base64
 import dataclasses
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -107,7 +107,7 @@ def record_metrics(metrics: MetricsLike, rows: Iterable[Mapping[str, Any]]) -> i
     return logged
 
 
-def table_columns(rows: list[Mapping[str, Any]]) -> list[str]:
+def table_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Protocol, model, users, the metrics in row order, seconds."""
     metrics = [k for k in rows[0] if k.startswith(METRIC_PREFIXES)] if rows else []
     return ["protocol", "model", "users", *metrics, "seconds"]
@@ -117,7 +117,7 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value or "")
 
 
-def evaluation_html(rows: list[Mapping[str, Any]]) -> str:
+def evaluation_html(rows: Sequence[Mapping[str, Any]]) -> str:
     """The evaluation table as an HTML page."""
     columns = table_columns(rows)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -134,7 +134,7 @@ def evaluation_html(rows: list[Mapping[str, Any]]) -> str:
     )
 
 
-def evaluation_markdown(rows: list[Mapping[str, Any]]) -> str:
+def evaluation_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The evaluation table as a Markdown table."""
     columns = table_columns(rows)
     lines = [

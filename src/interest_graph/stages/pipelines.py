@@ -4,7 +4,7 @@ compiling, submitting and scheduling the Kubeflow pipelines."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def record(
     return outputs.record(artifact, result, markdown_path)
 
 
-def record_metrics(metrics: Any, rows: list[Mapping[str, Any]]) -> int:
+def record_metrics(metrics: Any, rows: Sequence[Mapping[str, Any]]) -> int:
     """Metrics rows into a KFP ``Metrics`` artifact: each recall/NDCG/hit/
     coverage as ``protocol/model/metric``, and the rows as JSON in its file."""
     plain = [outputs.as_plain(row) for row in rows]
@@ -58,7 +58,9 @@ def record_metrics(metrics: Any, rows: list[Mapping[str, Any]]) -> int:
 
 
 def write_evaluation_table(
-    rows: list[Mapping[str, Any]], html_path: str | Path, markdown_path: str | Path
+    rows: Sequence[Mapping[str, Any]],
+    html_path: str | Path,
+    markdown_path: str | Path,
 ) -> None:
     """The evaluation table as the HTML and Markdown pages the KFP UI shows."""
     Path(html_path).write_text(outputs.evaluation_html(rows), "utf-8")
