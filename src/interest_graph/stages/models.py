@@ -161,9 +161,24 @@ def register_and_promote(
     return promote(settings, version.version)
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A registered version, the gate's decision on it and its ``models:/`` URI."""
+
+    version: str
+    promoted: bool
+    reason: str
+    champion_before: str | None
+    model_uri: str
+
+    def describe(self) -> str:
+        state = "champion" if self.promoted else "challenger"
+        return f"version {self.version}: {state} - {self.reason} ({self.model_uri})"
+
+
 def register_run(
     run_dir: str | Path, source: str | Path, settings: Settings
-) -> PromotionDecision:
+) -> Registration:
     """Register a run folder of ``train`` (``model/`` + ``metrics.json``) and let
     the promotion gate decide on it.
 
@@ -175,8 +190,15 @@ def register_run(
     if not metrics_path.is_file():
         raise ConfigError(f"{run}: no metrics.json (run `interest-graph train`)")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    return register_and_promote(
+    decision = register_and_promote(
         run / "model", metrics["protocol"], source, metrics, settings
+    )
+    return Registration(
+        decision.version,
+        decision.promoted,
+        decision.reason,
+        decision.champion_before,
+        f"models:/{settings.registry.model_name}/{decision.version}",
     )
 
 
