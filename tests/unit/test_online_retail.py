@@ -342,3 +342,109 @@ def test_text_columns_give_the_csv_result_in_every_format(
         pd.testing.assert_frame_equal(getattr(tables, table), getattr(reference, table))
     assert report.files["events"].quarantined == EXPECTED_REASONS
     assert report.files["events"].accepted == reference_report.files["events"].accepted
+
+
+RELEASE_II_HEADER = [
+    "Invoice",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "Price",
+    "Customer ID",
+    "Country",
+]
+
+
+def _write_release_ii_workbook(path: Path) -> None:
+    """A small Online Retail II workbook: one sheet per year, as the UCI release."""
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    sheets = {
+        "Year 2009-2010": [
+            ("489434", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 12,
+             datetime(2009, 12, 1, 7, 45), 6.95, 13085.0, UK),
+            ("489434", "79323P", "PINK CHERRY LIGHTS", 12,
+             datetime(2009, 12, 1, 7, 45), 6.75, 13085.0, UK),
+            ("489435", "22350", "CAT BOWL", 12,
+             datetime(2009, 12, 1, 7, 46), 2.55, None, UK),
+            ("C489449", "22087", "PAPER BUNTING WHITE LACE", -12,
+             datetime(2009, 12, 1, 10, 33), 2.95, 16321.0, "Australia"),
+            ("489597", "POST", "POSTAGE", 1,
+             datetime(2009, 12, 1, 14, 28), 18.0, 12533.0, "Germany"),
+            ("A506401", "B", "Adjust bad debt", 1,
+             datetime(2010, 4, 29, 13, 36), -53594.36, None, UK),
+        ],
+        "Year 2010-2011": [
+            ("536365", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 6,
+             datetime(2010, 12, 1, 8, 26), 6.95, 17850.0, UK),
+            ("536365", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 6,
+             datetime(2010, 12, 1, 8, 26), 6.95, 17850.0, UK),
+            ("536366", "79323P", "PINK CHERRY LIGHTS", 2,
+             datetime(2010, 12, 1, 9, 0), 6.75, 13085.0, FR),
+        ],
+    }  # fmt: skip
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        sheet.append(RELEASE_II_HEADER)
+        for row in rows:
+            sheet.append(list(row))
+    workbook.save(path)
+
+
+def test_online_retail_ii_workbook_loads_every_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "online_retail_II.xlsx"
+    _write_release_ii_workbook(path)
+    tables, report = load_online_retail(path)
+    summary = report.as_dict()
+    assert summary["balanced"]
+    assert summary["files"]["events"]["rows_in"] == 9  # both sheets
+    assert summary["files"]["events"]["accepted"] == 4
+    assert summary["files"]["events"]["quarantined_by_reason"] == {
+        "cancelled invoice": 1,
+        "duplicate": 1,
+        "missing user": 2,
+        "non-product code": 1,
+    }
+    events = tables.events
+    assert events["user_id"].tolist() == ["13085", "13085", "17850", "13085"]
+    assert events["timestamp"].max() == pd.Timestamp("2010-12-01 09:00")
+    assert tables.items.set_index("item_id")["title"].to_dict() == {
+        "79323P": "PINK CHERRY LIGHTS",
+        "85048": "15CM CHRISTMAS GLASS BALL 20 LIGHTS",
+    }
+    # Quarantined lines keep the release's own column names.
+    assert "Customer ID" in report.quarantine["events"].columns
+
+
+def test_online_retail_ii_csv_by_its_column_names(tmp_path: Path) -> None:
+    path = tmp_path / "online_retail_II.csv"
+    _raw_frame().set_axis(RELEASE_II_HEADER, axis=1).to_csv(path, index=False)
+    tables, report = load_online_retail(path)
+    reference, reference_report = load_online_retail(_write_csv(tmp_path))
+    pd.testing.assert_frame_equal(tables.events, reference.events)
+    assert report.files["events"].quarantined == EXPECTED_REASONS
+
+
+def test_neither_release_names_both_column_sets(tmp_path: Path) -> None:
+    path = tmp_path / "retail.csv"
+    _raw_frame().rename(columns={"CustomerID": "Customer"}).to_csv(path, index=False)
+    with pytest.raises(MalformedFileError) as caught:
+        load_online_retail(path)
+    assert "['CustomerID'] (Online Retail)" in caught.value.problem
+    assert "'Invoice'" in caught.value.problem  # what Online Retail II would need
+
+
+def test_sheets_with_different_columns_are_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        _raw_frame().to_excel(writer, sheet_name="a", index=False)
+        _raw_frame().drop(columns=["Country"]).to_excel(
+            writer, sheet_name="b", index=False
+        )
+    with pytest.raises(MalformedFileError, match="sheet 'b' has columns"):
+        load_online_retail(path)

@@ -1,7 +1,9 @@
-"""Loader for the UCI Online Retail file (Chen 2015): invoice lines become purchases.
+"""Loader for the UCI Online Retail files (Chen 2015): invoice lines become purchases.
 
-Cleaning follows ``online-retail-temporal`` in EVALUATION.md; every removed line is
-quarantined with its reason.
+Both releases load by their own column names: Online Retail (dataset 352, one
+sheet) and Online Retail II (dataset 502, one sheet per year). Cleaning follows
+``online-retail-temporal`` in EVALUATION.md; every removed line is quarantined with
+its reason.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from interest_graph.data.columns import (
 )
 from interest_graph.data.quarantine import IngestReport, RowTriage
 from interest_graph.data.readers import read_table
+from interest_graph.errors import MalformedFileError
 from interest_graph.schema import ShopTables, conform
 
 COLUMNS = (
@@ -32,22 +35,32 @@ COLUMNS = (
     "CustomerID",
     "Country",
 )
+# Online Retail II names three columns differently; the rest are the same.
+RELEASE_II_COLUMNS = {
+    "Invoice": "InvoiceNo",
+    "Price": "UnitPrice",
+    "Customer ID": "CustomerID",
+}
 PRODUCT_CODE = r"^\d{5}"
 
 
 def load_online_retail(path: str | Path) -> tuple[ShopTables, IngestReport]:
-    """Load the Online Retail file (Parquet, CSV or the original .xlsx).
+    """Load an Online Retail or Online Retail II file (Parquet, CSV or the .xlsx).
+
+    Every sheet of a workbook is read, in order (Online Retail II has one per year).
+    Quarantined rows keep the file's own column names.
 
     Returns:
         The canonical tables (one ``purchase`` event per accepted invoice line) and
         the ingest report with the quarantined lines.
 
     Raises:
-        MalformedFileError: the file cannot be read or lacks the UCI columns.
+        MalformedFileError: the file cannot be read or has the columns of neither
+            release.
     """
-    raw = read_table(path, COLUMNS)
+    raw = read_table(path, all_sheets=True)
     triage = RowTriage(Path(path).name, raw)
-    frame = triage.frame
+    frame = _uci_columns(Path(path), triage.frame)
     timestamp = as_timestamp(frame["InvoiceDate"])
     user_id = as_integer_id(frame["CustomerID"])
     invoice = as_text(frame["InvoiceNo"]).fillna("")
@@ -91,6 +104,24 @@ def load_online_retail(path: str | Path) -> tuple[ShopTables, IngestReport]:
         users=conform(users, "users"),
     )
     return tables, report
+
+
+def _uci_columns(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
+    """The raw rows under the first release's column names, whichever release."""
+    columns = set(map(str, raw.columns))
+    renamed = {new: old for old, new in RELEASE_II_COLUMNS.items()}
+    release_ii = [renamed.get(c, c) for c in COLUMNS]
+    if set(COLUMNS) <= columns:
+        return raw
+    if set(release_ii) <= columns:
+        return raw.rename(columns=RELEASE_II_COLUMNS)
+    missing = [c for c in COLUMNS if c not in columns]
+    missing_ii = [c for c in release_ii if c not in columns]
+    raise MalformedFileError(
+        path,
+        f"missing columns {missing} (Online Retail) or {missing_ii} "
+        f"(Online Retail II); found {list(map(str, raw.columns))}",
+    )
 
 
 def _items(events: pd.DataFrame, description: pd.Series) -> pd.DataFrame:
