@@ -7,6 +7,7 @@ the YAML file (``--config`` or ``INTEREST_GRAPH_CONFIG``), the defaults below.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,7 +89,8 @@ class ColumnMapping(BaseModel):
     events: dict[str, str] = Field(
         default_factory=dict,
         description="canonical column -> source column for events "
-        "(user_id, item_id, event_type, timestamp, quantity, price).",
+        "(user_id, item_id, event_type, timestamp, quantity, price) and for item "
+        "attributes on event lines (title, description, category).",
     )
     items: dict[str, str] = Field(default_factory=dict)
     users: dict[str, str] = Field(default_factory=dict)
@@ -97,6 +99,21 @@ class ColumnMapping(BaseModel):
         description="source event value -> canonical event type (view/cart/purchase).",
     )
     timestamp_format: str | None = None
+    item_id_pattern: str | None = Field(
+        None,
+        description="Regular expression a product's item id matches from its "
+        "start (e.g. '\\d{5}'); other ids are quarantined as non-product codes.",
+    )
+
+    @field_validator("item_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from exc
+        return value
 
 
 class TextModelConfig(BaseModel):

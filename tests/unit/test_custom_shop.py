@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interest_graph.config import ColumnMapping, load_settings
+from interest_graph.config import ColumnMapping, load_settings, settings_from_values
 from interest_graph.data.custom_shop import load_custom_shop
 from interest_graph.errors import ConfigError, MalformedFileError
 from interest_graph.schema import EVENT_TYPES, TABLE_COLUMNS, conform
@@ -321,3 +321,85 @@ def test_written_tables_round_trip(tmp_path: Path) -> None:
     for table in TABLE_COLUMNS:
         pd.testing.assert_frame_equal(getattr(tables, table), getattr(again, table))
     assert (tmp_path / "quarantine" / "events.parquet").is_file()
+
+
+ORDERS_CONFIG = REPO / "configs" / "custom_shop.orders.example.yaml"
+
+
+def _orders_mapping(**update: Any) -> ColumnMapping:
+    """The order-lines example config, its path pointed at the fixture."""
+    shop = load_settings(ORDERS_CONFIG).shop
+    assert shop.events_path is not None
+    return shop.model_copy(update={"events_path": REPO / shop.events_path, **update})
+
+
+def test_order_lines_export_loads_without_an_items_file() -> None:
+    tables, report = load_custom_shop(_orders_mapping())
+    summary = report.as_dict()
+    assert summary["balanced"]
+    assert set(report.files) == {"events"}
+    events = report.files["events"]
+    assert (events.rows_in, events.accepted) == (14, 10)
+    assert events.quarantined == {
+        "duplicate": 1,
+        "missing user": 1,
+        "non-positive quantity": 1,
+        "non-product code": 1,
+    }
+    items = tables.items.set_index("item_id")
+    assert items["title"].to_dict() == {
+        "21523": "DOORMAT FANCY FONT HOME SWEET HOME",
+        "22350": "CAT BOWL",  # the trailing blank is not part of the title
+        "79323P": "PINK CHERRY LIGHTS",
+        "84879": "ASSORTED COLOUR BIRD ORNAMENT",  # an empty cell is no title
+        "85048": "15CM CHRISTMAS GLASS BALL 20 LIGHTS",  # the most frequent
+    }
+    assert items.loc["85048", "price"] == pytest.approx(6.95)
+    assert items["description"].isna().all()
+
+
+def test_same_user_item_time_with_other_quantities_are_kept() -> None:
+    tables, report = load_custom_shop(_orders_mapping())
+    lines = tables.events[
+        (tables.events["user_id"] == "13085") & (tables.events["item_id"] == "79323P")
+    ]
+    # Two lines of one invoice (12 and 6 units) are both sales; only the exact
+    # repeat of the 6-unit line is a duplicate.
+    assert sorted(lines["quantity"]) == [6, 12]
+    assert _reasons(report, "events")[3] == "duplicate"
+
+
+def test_item_id_pattern_quarantines_non_product_codes(tmp_path: Path) -> None:
+    _, report = load_custom_shop(_orders_mapping(item_id_pattern=None))
+    assert "non-product code" not in report.files["events"].quarantined
+    items = tmp_path / "items.csv"
+    items.write_text("sku,name\n85048,BALL\nPOST,POSTAGE\n", encoding="utf-8")
+    _, report = load_custom_shop(
+        _orders_mapping(items_path=items, items={"item_id": "sku", "title": "name"})
+    )
+    assert report.files["items"].quarantined == {"non-product code": 1}
+
+
+def test_items_file_wins_over_titles_on_event_lines(tmp_path: Path) -> None:
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "sku,name,dept\n85048,Glass ball,Christmas\n79323P,,Lights\n"
+        "22350,,\n21523,,\n84879,,\n",
+        encoding="utf-8",
+    )
+    tables, _ = load_custom_shop(
+        _orders_mapping(
+            items_path=items,
+            items={"item_id": "sku", "title": "name", "category": "dept"},
+        )
+    )
+    catalogue = tables.items.set_index("item_id")
+    assert catalogue.loc["85048", "title"] == "Glass ball"
+    # Where the items file has no title, the order lines give it.
+    assert catalogue.loc["79323P", "title"] == "PINK CHERRY LIGHTS"
+    assert catalogue.loc["79323P", "category"] == "Lights"
+
+
+def test_a_bad_item_id_pattern_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="item_id_pattern"):
+        settings_from_values({"shop": {"item_id_pattern": "(unclosed"}})

@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from interest_graph.config import ColumnMapping
-from interest_graph.data.columns import as_integer_id, as_number, as_text, as_timestamp
+from interest_graph.data.columns import (
+    as_integer_id,
+    as_number,
+    as_text,
+    as_timestamp,
+    most_frequent,
+)
 from interest_graph.data.quarantine import IngestReport, RowTriage
 from interest_graph.data.readers import read_table
 from interest_graph.errors import ConfigError
@@ -27,6 +33,12 @@ from interest_graph.schema import (
 
 LOADER_NAME = "custom-shop"
 EVENT_REQUIRED = ("user_id", "item_id", "timestamp")
+# Item attributes an export may carry on every order line instead of an items file.
+ITEM_TEXT = ("title", "description", "category")
+EVENT_SOURCE_COLUMNS = {
+    **EVENT_COLUMNS,
+    **{name: ITEM_COLUMNS[name] for name in ITEM_TEXT},
+}
 DEFAULT_EVENT_TYPE = "purchase"
 DEFAULT_QUANTITY = 1
 MAX_QUANTITY = 2**53  # largest count a float64 holds exactly
@@ -40,7 +52,10 @@ def load_custom_shop(mapping: ColumnMapping) -> tuple[ShopTables, IngestReport]:
     ``user_id``, ``item_id`` and ``timestamp``; without an ``event_type`` column
     every event is a purchase, without ``quantity`` every quantity is 1, and a
     missing price is allowed. Items and users absent from their files (or all of
-    them, without files) are derived from the accepted events.
+    them, without files) are derived from the accepted events: an item's title,
+    description and category are the most frequent on its event lines (where the
+    events file has them), its price the median line price. An items file wins
+    where it has a value.
 
     Args:
         mapping: paths, column maps and event-type values (``Settings.shop``).
@@ -62,7 +77,9 @@ def load_custom_shop(mapping: ColumnMapping) -> tuple[ShopTables, IngestReport]:
 
     file_items: pd.DataFrame | None = None
     if mapping.items_path is not None:
-        items_triage, file_items = _triage_items(mapping.items_path, mapping.items)
+        items_triage, file_items = _triage_items(
+            mapping.items_path, mapping.items, mapping.item_id_pattern
+        )
         report.add("items", items_triage)
     file_users: pd.DataFrame | None = None
     if mapping.users_path is not None:
@@ -85,7 +102,7 @@ def load_custom_shop(mapping: ColumnMapping) -> tuple[ShopTables, IngestReport]:
 def _check_mapping(mapping: ColumnMapping) -> None:
     """Fail early on typos in the config rather than silently ignoring a column."""
     for section, canonical in (
-        ("events", EVENT_COLUMNS),
+        ("events", EVENT_SOURCE_COLUMNS),
         ("items", ITEM_COLUMNS),
         ("users", USER_COLUMNS),
     ):
@@ -164,11 +181,10 @@ def _triage_events(
     """
     assert mapping.events_path is not None  # checked by the caller
     path = Path(mapping.events_path)
-    raw, source = _read(path, mapping.events, EVENT_COLUMNS, EVENT_REQUIRED)
+    raw, source = _read(path, mapping.events, EVENT_SOURCE_COLUMNS, EVENT_REQUIRED)
     triage = RowTriage(path.name, raw)
     frame = triage.frame
     n = len(frame)
-
     user_id = _as_id(frame[source["user_id"]])
     item_id = _as_id(frame[source["item_id"]])
     timestamp = as_timestamp(frame[source["timestamp"]], mapping.timestamp_format)
@@ -207,34 +223,35 @@ def _triage_events(
     triage.reject(quantity <= 0, "non-positive quantity")
     triage.reject(price_unparseable, "unparseable price")
     triage.reject(price <= 0, "non-positive price")
+    triage.reject(_non_product(item_id, mapping.item_id_pattern), "non-product code")
     if known_items is not None:
         # Only accepted catalogue rows count: an event must not point at an item
         # the items file itself had to quarantine.
         triage.reject(~item_id.isin(known_items).fillna(False), "unknown item")
-    keys = pd.DataFrame(
-        {
-            "user_id": user_id,
-            "item_id": item_id,
-            "event_type": event_type,
-            "timestamp": timestamp,
-        }
-    )
+    # Only an exact repeat of a whole line is a double export: two lines of one
+    # order with the same item and time but other quantities are two real lines.
     # Duplicates are judged among accepted rows only, so a bad first copy does not
     # get a good second copy thrown out with it.
-    ok = triage.accepted_mask
-    duplicate = np.zeros(n, dtype=bool)
-    duplicate[np.flatnonzero(ok)] = keys[ok].duplicated(keep="first").to_numpy()
-    triage.reject(duplicate, "duplicate")
+    triage.reject(_repeats(_line_text(frame), triage.accepted_mask), "duplicate")
 
     ok = triage.accepted_mask
-    events = keys[ok].assign(
-        quantity=quantity[ok].astype("int64"), price=price[ok].astype("float64")
+    events = pd.DataFrame(
+        {
+            "user_id": user_id[ok],
+            "item_id": item_id[ok],
+            "event_type": event_type[ok],
+            "timestamp": timestamp[ok],
+            "quantity": quantity[ok].astype("int64"),
+            "price": price[ok].astype("float64"),
+        }
     )
+    for name in ITEM_TEXT:
+        events[name] = _optional_text(frame, source, name, ok)
     return triage, events
 
 
 def _triage_items(
-    path: Path, columns: Mapping[str, str]
+    path: Path, columns: Mapping[str, str], item_id_pattern: str | None
 ) -> tuple[RowTriage, pd.DataFrame]:
     """Triage the items file; rows need an id, and the first row of an id wins.
 
@@ -252,6 +269,7 @@ def _triage_items(
         price_unparseable = np.zeros(len(frame), dtype=bool)
 
     triage.reject(item_id.isna(), "missing item id")
+    triage.reject(_non_product(item_id, item_id_pattern), "non-product code")
     triage.reject(_repeats(item_id, triage.accepted_mask), "duplicate item id")
     triage.reject(price_unparseable, "unparseable price")
     triage.reject(price <= 0, "non-positive price")
@@ -287,11 +305,23 @@ def _triage_users(
     return triage, users.reset_index(drop=True)
 
 
-def _repeats(ids: pd.Series, ok: np.ndarray) -> np.ndarray:
-    """Rows whose id repeats an earlier still-accepted row (the first one is kept)."""
+def _repeats(ids: pd.Series | pd.DataFrame, ok: np.ndarray) -> np.ndarray:
+    """Rows that repeat an earlier still-accepted row (the first one is kept)."""
     repeat = np.zeros(len(ids), dtype=bool)
     repeat[np.flatnonzero(ok)] = ids[ok].duplicated(keep="first").to_numpy()
     return repeat
+
+
+def _line_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every source column as stripped text, so a repeat is judged as exported."""
+    return frame.astype("string").apply(lambda column: column.str.strip())
+
+
+def _non_product(item_id: pd.Series, pattern: str | None) -> np.ndarray:
+    """Ids that do not match the shop's product-code pattern (none without one)."""
+    if pattern is None:
+        return np.zeros(len(item_id), dtype=bool)
+    return ~np.asarray(item_id.str.match(pattern).fillna(False), dtype=bool)
 
 
 def _optional_text(
@@ -318,21 +348,22 @@ def _items(events: pd.DataFrame, file_items: pd.DataFrame | None) -> pd.DataFram
     from_events = pd.DataFrame(
         {"price": grouped["price"].median(), "first_seen": grouped["timestamp"].min()}
     )
+    for name in ITEM_TEXT:
+        # As the Online Retail loader does: products get renamed now and then, and
+        # the most frequent wording on the order lines is the item's.
+        from_events[name] = most_frequent(events["item_id"], events[name]).astype(
+            "string"
+        )
     if file_items is None:
-        derived = from_events.rename_axis("item_id").reset_index()
-        for name in ("title", "description", "category"):
-            derived[name] = pd.Series(pd.NA, index=derived.index, dtype="string")
-        return derived
+        return from_events.rename_axis("item_id").reset_index()
     items = file_items.copy()
     by_item = from_events.reindex(items["item_id"].to_numpy())
-    # The file wins; events fill a missing price or date. Catalogue items nobody
-    # interacted with keep NaN/NaT, which the canonical schema allows.
-    items["price"] = items["price"].fillna(
-        pd.Series(by_item["price"].to_numpy(), index=items.index)
-    )
-    items["first_seen"] = items["first_seen"].fillna(
-        pd.Series(by_item["first_seen"].to_numpy(), index=items.index)
-    )
+    # The file wins; events fill a missing price, date or text. Catalogue items
+    # nobody interacted with keep NaN/NaT, which the canonical schema allows.
+    for name in ("price", "first_seen", *ITEM_TEXT):
+        items[name] = items[name].fillna(
+            pd.Series(by_item[name].to_numpy(), index=items.index)
+        )
     return items
 
 
