@@ -6,13 +6,15 @@ the YAML file (``--config`` or ``INTEREST_GRAPH_CONFIG``), the defaults below.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,9 +25,16 @@ from interest_graph.errors import ConfigError
 from interest_graph.monitoring.config import MonitoringConfig
 
 CONFIG_ENV_VAR = "INTEREST_GRAPH_CONFIG"
+ENV_PREFIX = "INTEREST_GRAPH__"
 
 
-class PathsConfig(BaseModel):
+class Section(BaseModel):
+    """A settings section: a misspelled key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathsConfig(Section):
     """Where the platform keeps its files. Every stage reads and writes under these."""
 
     work_dir: Path = Field(Path(".work"), description="Project-owned scratch root.")
@@ -50,7 +59,7 @@ class PathsConfig(BaseModel):
         return self.work_dir / "cache"
 
 
-class SynthConfig(BaseModel):
+class SynthConfig(Section):
     """Size and shape of the synthetic shop (the embedded default data set)."""
 
     seed: int = 0
@@ -80,7 +89,7 @@ class SynthConfig(BaseModel):
     )
 
 
-class ColumnMapping(BaseModel):
+class ColumnMapping(Section):
     """How a shop's own files map onto the canonical columns (see README)."""
 
     events_path: Path | None = None
@@ -116,7 +125,7 @@ class ColumnMapping(BaseModel):
         return value
 
 
-class TextModelConfig(BaseModel):
+class TextModelConfig(Section):
     """The language model that turns product text into vectors."""
 
     model: str = Field(
@@ -155,7 +164,7 @@ class TextModelConfig(BaseModel):
     )
 
 
-class FeaturesConfig(BaseModel):
+class FeaturesConfig(Section):
     """The feature store: its tables, the Feast repo and the stores serving it."""
 
     source_dir: Path | None = Field(
@@ -193,7 +202,7 @@ class FeaturesConfig(BaseModel):
     memory_limit: str = Field("8GB", description="DuckDB memory limit of the build.")
 
 
-class EvaluationConfig(BaseModel):
+class EvaluationConfig(Section):
     """Evaluation cut-off and baseline hyperparameters."""
 
     k: int = Field(20, ge=1)
@@ -209,7 +218,7 @@ class EvaluationConfig(BaseModel):
         return value
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Section):
     """The graph model and how it trains (``interest-graph train``)."""
 
     model: Literal["lightgcn", "text-lightgcn", "hetero-sage"] = Field(
@@ -253,7 +262,7 @@ class TrainConfig(BaseModel):
     )
 
 
-class TuneConfig(BaseModel):
+class TuneConfig(Section):
     """The Ray Tune search (``interest-graph tune``)."""
 
     trials: int = Field(16, ge=1, description="Trials to sample from the space.")
@@ -299,7 +308,7 @@ class TuneConfig(BaseModel):
     )
 
 
-class RegistryConfig(BaseModel):
+class RegistryConfig(Section):
     """The MLflow tracking server and model registry."""
 
     tracking_uri: str | None = Field(
@@ -390,7 +399,7 @@ class Settings(BaseSettings):
     """All settings of the platform; sections map to stages."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INTEREST_GRAPH__",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
     )
@@ -453,8 +462,12 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
     parameter's), with the environment on top as everywhere.
 
     Raises:
-        ConfigError: the values fail validation.
+        ConfigError: a key or an ``INTEREST_GRAPH__`` variable names no setting,
+            or the values fail validation.
     """
+    unknown = unknown_environment(os.environ) + unknown_keys(Settings, values)
+    if unknown:
+        raise ConfigError(f"invalid configuration: {'; '.join(unknown)}")
     try:
         return Settings(**values)
     except ValidationError as exc:
@@ -463,3 +476,69 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def unknown_keys(
+    model: type[BaseModel], values: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """Keys of ``values`` (at any depth of sections) that name no setting of ``model``.
+
+    Every section is checked, including those defined outside this module, and each
+    problem names the closest valid key.
+    """
+    problems = []
+    for key, value in values.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            hint = _closest(str(key), model.model_fields)
+            problems.append(f"{prefix}{key}: unknown key{hint}")
+            continue
+        section = _section_model(field.annotation)
+        if section is not None and isinstance(value, Mapping):
+            problems += unknown_keys(section, value, f"{prefix}{key}.")
+    return problems
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """``INTEREST_GRAPH__`` variables that name no setting, with the closest name."""
+    problems = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        model: type[BaseModel] | None = Settings
+        for depth, part in enumerate(parts):
+            if model is None:
+                break
+            field = model.model_fields.get(part)
+            if field is None:
+                close = difflib.get_close_matches(part, model.model_fields, n=1)
+                hint = (
+                    f" (did you mean {ENV_PREFIX}"
+                    f"{'__'.join([*parts[:depth], close[0]]).upper()}?)"
+                    if close
+                    else ""
+                )
+                problems.append(f"{name}: names no setting{hint}")
+                break
+            model = _section_model(field.annotation)
+            if model is None and depth + 1 < len(parts) and not _is_mapping(field):
+                problems.append(f"{name}: {'.'.join(parts[: depth + 1])} has no keys")
+                break
+    return problems
+
+
+def _closest(key: str, valid: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, valid, n=2)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_mapping(field: Any) -> bool:
+    # Mapping settings (shop.events, train.event_weights, tune.space) take any key.
+    return "dict" in str(field.annotation)

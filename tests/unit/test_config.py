@@ -69,3 +69,66 @@ def test_invalid_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("INTEREST_GRAPH__EVALUATION__K", "many")
     with pytest.raises(ConfigError, match="evaluation.k"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("evaluation:\n  ease_lambdaa: 10\n", "evaluation.ease_lambdaa: unknown key "
+         "(did you mean ease_lambda?)"),
+        ("shop:\n  events_file: e.csv\n", "shop.events_file: unknown key "
+         "(did you mean events or events_path?)"),
+        ("shop:\n  timestamp_fromat: '%Y'\n", "(did you mean timestamp_format?)"),
+        ("paths:\n  work: /tmp/w\n", "paths.work: unknown key (did you mean "
+         "work_dir?)"),
+        # Sections defined outside config.py are checked the same way.
+        ("serving:\n  http_prot: 9000\n", "(did you mean http_port?)"),
+    ],
+)  # fmt: skip
+def test_misspelled_keys_in_a_section_are_rejected(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert message in str(caught.value)
+
+
+def test_environment_variable_naming_no_setting_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INTEREST_GRAPH__PATHS__WORK", "/tmp/w")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert (
+        "INTEREST_GRAPH__PATHS__WORK: names no setting (did you mean "
+        "INTEREST_GRAPH__PATHS__WORK_DIR?)" in str(caught.value)
+    )
+
+
+def test_environment_into_mapping_settings_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INTEREST_GRAPH__PATHS__WORK_DIR", "/tmp/w")
+    monkeypatch.setenv("INTEREST_GRAPH__SHOP__EVENTS", '{"user_id": "customer"}')
+    settings = load_settings()
+    assert settings.paths.work_dir == Path("/tmp/w")
+    assert settings.shop.events == {"user_id": "customer"}
+
+
+def test_environment_below_a_plain_setting_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INTEREST_GRAPH__EVALUATION__K__MAX", "3")
+    with pytest.raises(ConfigError, match="evaluation.k has no keys"):
+        load_settings()
+
+
+def test_sections_forbid_unknown_keys_when_built_directly() -> None:
+    from pydantic import ValidationError
+
+    from interest_graph.config import EvaluationConfig
+
+    with pytest.raises(ValidationError, match="ease_lambdaa"):
+        EvaluationConfig.model_validate({"ease_lambdaa": 1.0})
