@@ -17,12 +17,14 @@ import scipy.sparse as sp
 from interest_graph.errors import MalformedFileError
 from interest_graph.evaluation.metrics import NO_ITEM, RankingMetrics
 from interest_graph.evaluation.protocols import EvaluationSplit
-from interest_graph.logs import progress
+from interest_graph.logs import get_logger, progress
 
 if TYPE_CHECKING:
     import torch
 
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score")
+
+log = get_logger("ranking")
 
 
 class Recommender(Protocol):
@@ -154,15 +156,58 @@ def _lowest_items_win_ties_at_the_cut(
 def rank_test_users(
     model: Recommender, split: EvaluationSplit, k: int, batch_size: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k items and scores for every test user, in ``split.test_users`` order."""
+    """Top-k items and scores for every test user, in ``split.test_users`` order.
+
+    Warns when the model gives every candidate unseen in training the same score
+    (see :func:`unseen_candidates_tied`).
+    """
     items, scores = [], []
     starts = range(0, split.test_users.size, batch_size)
     for start in progress(starts, desc=f"ranking {model.name}", total=len(starts)):
         users = split.test_users[start : start + batch_size]
-        batch_items, batch_scores = top_k_items(split, model.score(users), users, k)
+        batch_scores_all = model.score(users)
+        if start == 0:
+            _warn_if_unseen_tied(model.name, split, batch_scores_all)
+        batch_items, batch_scores = top_k_items(split, batch_scores_all, users, k)
         items.append(batch_items)
         scores.append(batch_scores)
     return np.concatenate(items), np.concatenate(scores)
+
+
+def unseen_candidates_tied(split: EvaluationSplit, scores: np.ndarray) -> int:
+    """How many candidates, unseen in training, ``scores`` cannot tell apart.
+
+    Models that learn only from interactions (popularity, ItemKNN, EASE) give an
+    item nobody has touched in training one constant score, so on a cold-item
+    protocol their order among those items is an arbitrary tie, not a ranking.
+
+    Args:
+        split: the split the scores are for.
+        scores: users × items scores of some test users.
+
+    Returns:
+        The number of unseen candidates when, for every scored user, they all share
+        one score; 0 when there are none or the scores tell them apart.
+    """
+    unseen = split.candidates & (split.train.getnnz(axis=0) == 0)
+    if unseen.sum() < 2 or len(scores) == 0:
+        return 0
+    block = np.asarray(scores)[:, unseen]
+    tied = bool(np.all(block == block[:, :1]))
+    return int(unseen.sum()) if tied else 0
+
+
+def _warn_if_unseen_tied(name: str, split: EvaluationSplit, scores: np.ndarray) -> None:
+    tied = unseen_candidates_tied(split, scores)
+    if tied:
+        log.warning(
+            "%s cannot score items unseen in training: all %d such candidates of "
+            "%s get one score, so their order is an arbitrary tie; use a model "
+            "that reads item text (text-knn, text-lightgcn) for cold items",
+            name,
+            tied,
+            split.protocol,
+        )
 
 
 def score_ranking(split: EvaluationSplit, top_k: np.ndarray) -> dict[str, float | int]:
