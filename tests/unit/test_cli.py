@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -170,3 +173,123 @@ def test_unknown_model_is_refused(small_shop_dir: Path) -> None:
     )
     assert result.exit_code == 2
     assert "unknown model 'deep-magic'" in result.output
+
+
+def test_help_names_match_the_library() -> None:
+    from interest_graph.cli import choices
+    from interest_graph.evaluation.baselines import BASELINES
+    from interest_graph.evaluation.protocols import PROTOCOLS
+    from interest_graph.models.recommender import GRAPH_MODELS, SCORING_MODELS
+
+    assert tuple(PROTOCOLS) == choices.PROTOCOL_NAMES
+    assert choices.BASELINE_NAMES == BASELINES
+    assert choices.GRAPH_MODEL_NAMES == GRAPH_MODELS
+    assert choices.SCORING_MODEL_NAMES == SCORING_MODELS
+
+
+HELP_IN_A_FRESH_PROCESS = """
+import sys
+from typer.testing import CliRunner
+from interest_graph.cli import app
+for command in ([], ["data", "load"], ["evaluate"], ["train"], ["tune"], ["serve"],
+                ["run"], ["embed"], ["features", "build"], ["registry", "list"],
+                ["pipeline", "submit"], ["interests"], ["query"]):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+heavy = ("torch", "torch_geometric", "pandas", "mlflow", "feast", "kfp", "ray")
+print(" ".join(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_help_imports_no_heavy_library() -> None:
+    # --help at every level must answer in well under a second: the command
+    # modules import stages (torch, Feast, MLflow) only inside their bodies.
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_IN_A_FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "", done.stdout
+
+
+def test_library_deprecation_notices_stay_off_stderr() -> None:
+    # PYTHONWARNINGS=default shows every DeprecationWarning, as some environments
+    # do; the notices torch-geometric and MLflow print about their own internals
+    # must still not reach a user of the command line.
+    code = (
+        "import warnings\n"
+        "import interest_graph.cli\n"
+        "import torch_geometric.nn\n"
+        "from sqlalchemy.exc import SADeprecationWarning\n"
+        "warnings.warn('The ``noload`` loader strategy is deprecated and will be "
+        "removed', SADeprecationWarning)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    assert "torch.jit.script" not in done.stderr
+    assert "noload" not in done.stderr
+
+
+def test_evaluate_recs_is_labelled_by_the_file(
+    tmp_path: Path, small_shop_dir: Path
+) -> None:
+    common = ["--protocol", "shop-temporal", "--source", str(small_shop_dir)]
+    recs = tmp_path / "ease-top20.parquet"
+    result = runner.invoke(
+        app, ["recommend", *common, "--model", "ease", "--out", str(recs)]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "scored.json"
+    result = runner.invoke(
+        app, ["evaluate", *common, "--recs", str(recs), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["model"] == "ease-top20"
+    assert "popularity" not in result.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            *common,
+            "--recs",
+            str(recs),
+            "--label",
+            "mine",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["model"] == "mine"
+    result = runner.invoke(app, ["evaluate", *common, "--label", "mine"])
+    assert result.exit_code == 2
+    assert "--label names a --recs file's scores" in result.output
+
+
+def test_train_table_has_seconds(tmp_path: Path, small_shop_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--protocol",
+            "shop-temporal",
+            "--source",
+            str(small_shop_dir),
+            "--model",
+            "graph-filter",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    row = next(
+        line for line in result.output.splitlines() if line.startswith("│ shop-temp")
+    )
+    seconds = row.strip("│ ").split("│")[-1].strip()
+    assert float(seconds) >= 0, row

@@ -1,4 +1,8 @@
-"""The ``interest-graph`` command line: thin commands over ``interest_graph.stages``."""
+"""The ``interest-graph`` command line: thin commands over ``interest_graph.stages``.
+
+Command modules import ``stages`` (and with it torch, Feast, MLflow) inside the
+command bodies, so ``--help`` at every level answers in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ from interest_graph.cli import embed, models, pipeline, serving
 from interest_graph.cli.data import data_app
 from interest_graph.cli.features import features_app
 from interest_graph.cli.registry import registry_app
-from interest_graph.cli.support import clear_errors
+from interest_graph.cli.support import clear_errors, quiet_library_warnings
 from interest_graph.config import load_settings
+
+# Before any command imports the libraries, so their notices never reach stderr.
+quiet_library_warnings()
 
 app = typer.Typer(
     help="User interest graph and recommendations for an online shop.",

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from interest_graph import stages
 from interest_graph.cli.support import clear_errors, console, root_settings
 from interest_graph.errors import InterestGraphError
 
@@ -34,6 +33,8 @@ def data_synth(
     ] = None,
 ) -> None:
     """Generate a synthetic shop (deterministic by seed) as canonical tables."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     overrides = {
         key: value
@@ -69,6 +70,8 @@ def data_load(
     out: Annotated[Path | None, typer.Option(help="Data folder to write.")] = None,
 ) -> None:
     """Load a shop, writing canonical Parquet, quarantine files and a summary JSON."""
+    from interest_graph import stages
+
     if kind not in ("online-retail", "gowalla", "custom-shop"):
         raise InterestGraphError(
             f"unknown kind {kind!r}; choose online-retail, gowalla or custom-shop"
@@ -86,6 +89,8 @@ def data_validate(
     data_dir: Annotated[Path, typer.Argument(help="Canonical data folder.")],
 ) -> None:
     """Check canonical tables: schema, event types, references; exit 1 on problems."""
+    from interest_graph import stages
+
     result = stages.validate(data_dir)
     for problem in result.problems:
         typer.echo(f"problem: {problem}", err=True)

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from interest_graph import stages
 from interest_graph.cli.support import clear_errors, root_settings
 
 
@@ -61,6 +60,8 @@ def embed_command(
     ] = False,
 ) -> None:
     """Embed item text into L2-normalised vectors (Parquet, incremental by hash)."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     overrides = {
         "model": model,

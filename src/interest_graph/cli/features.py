@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from interest_graph import stages
 from interest_graph.cli.support import clear_errors, root_settings
 from interest_graph.config import Settings
 from interest_graph.errors import ConfigError
@@ -63,6 +62,8 @@ def build(
     ] = None,
 ) -> None:
     """Compute the feature tables from canonical data, point in time correct."""
+    from interest_graph import stages
+
     settings = _settings(ctx, features_dir)
     source = data or settings.features.source_dir or settings.paths.data_dir / "synth"
     result = stages.features(Path(source), settings, as_of=as_of, apply=False)
@@ -77,6 +78,8 @@ def apply(
     online_store: OnlineOption = None,
 ) -> None:
     """Register entities, views and services (feature_repo/) in the registry."""
+    from interest_graph import stages
+
     settings = _settings(ctx, features_dir)
     _echo_json(stages.apply_features(settings, online_store))
 
@@ -95,6 +98,8 @@ def materialize(
     ] = False,
 ) -> None:
     """Load new feature rows into the online store (a second run changes nothing)."""
+    from interest_graph import stages
+
     settings = _settings(ctx, features_dir)
     _echo_json(
         stages.materialize_features(
@@ -117,6 +122,8 @@ def get(
     online_store: OnlineOption = None,
 ) -> None:
     """Online lookup; prints JSON. Unknown ids come back with found=false."""
+    from interest_graph import stages
+
     if not user and not item:
         raise ConfigError("give at least one --user or --item")
     settings = _settings(ctx, features_dir)
@@ -131,6 +138,8 @@ def status(
     online_store: OnlineOption = None,
 ) -> None:
     """What each view is materialised up to, and whether the online store is stale."""
+    from interest_graph import stages
+
     _echo_json(stages.feature_status(_settings(ctx, features_dir), online_store))
 
 
@@ -142,6 +151,8 @@ def env(
     online_store: OnlineOption = None,
 ) -> None:
     """Print `export` lines so `feast -c feature_repo ...` sees the same profile."""
+    from interest_graph import stages
+
     values = stages.feature_environment(_settings(ctx, features_dir), online_store)
     for key, value in sorted(values.items()):
         typer.echo(f"export {key}={shlex.quote(value)}")

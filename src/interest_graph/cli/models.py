@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from interest_graph import stages
+from interest_graph.cli.choices import (
+    BASELINE_NAMES,
+    GRAPH_MODEL_NAMES,
+    PROTOCOL_NAMES,
+    SCORING_MODEL_NAMES,
+)
 from interest_graph.cli.support import (
     clear_errors,
     console,
@@ -18,12 +24,10 @@ from interest_graph.cli.support import (
 )
 from interest_graph.config import Settings
 from interest_graph.errors import InterestGraphError
-from interest_graph.evaluation.baselines import BASELINES
-from interest_graph.evaluation.protocols import PROTOCOLS
-from interest_graph.models.recommender import GRAPH_MODELS, SCORING_MODELS
 
+TRAINABLE = GRAPH_MODEL_NAMES + SCORING_MODEL_NAMES
 ProtocolOption = Annotated[
-    str, typer.Option(help=f"Evaluation protocol: {', '.join(PROTOCOLS)}.")
+    str, typer.Option(help=f"Evaluation protocol: {', '.join(PROTOCOL_NAMES)}.")
 ]
 SourceOption = Annotated[
     Path,
@@ -31,13 +35,8 @@ SourceOption = Annotated[
         help="Raw Online Retail file, Gowalla folder, or canonical data folder."
     ),
 ]
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        help=f"Model: {', '.join(BASELINES + GRAPH_MODELS + SCORING_MODELS)}, "
-        "or an artifact folder."
-    ),
-]
+MODEL_HELP = f"Model: {', '.join(BASELINE_NAMES + TRAINABLE)}, or an artifact folder."
+ModelOption = Annotated[str, typer.Option(help=MODEL_HELP)]
 
 
 @clear_errors
@@ -45,7 +44,9 @@ def evaluate(
     ctx: typer.Context,
     protocol: ProtocolOption,
     source: SourceOption,
-    model: ModelOption = "popularity",
+    model: Annotated[
+        str | None, typer.Option(help=f"{MODEL_HELP} (default popularity)")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write the metrics JSON here.")
     ] = None,
@@ -53,11 +54,26 @@ def evaluate(
         Path | None,
         typer.Option(help="Score this recommendation file instead of running --model."),
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the --recs file's scores in the table and the JSON "
+            "(default: --model if given, else the file's name)."
+        ),
+    ] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Cut-off (default 20).")] = None,
 ) -> None:
     """Score a model or a recommendation file on a protocol."""
+    from interest_graph import stages
+
+    if recs is None and label is not None:
+        raise InterestGraphError("--label names a --recs file's scores; add --recs")
+    # A recommendation file's scores are the file's, not a default model's.
+    name = (label or model or recs.stem) if recs is not None else model
     settings = _with_k(root_settings(ctx), k)
-    result = stages.evaluate(protocol, source, model, settings, out, recs)
+    result = stages.evaluate(
+        protocol, source, name or "popularity", settings, out, recs
+    )
     print_metrics_table([result], settings.evaluation.k)
     console.print_json(json.dumps(result))
 
@@ -72,6 +88,8 @@ def recommend(
     k: Annotated[int, typer.Option(min=1, max=10_000, help="Items per user.")] = 20,
 ) -> None:
     """Write top-k recommendations (user_id, item_id, rank, score) for test users."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     path = stages.recommend(protocol, source, model, out, settings, k)
     console.print(f"written: {path}")
@@ -90,9 +108,7 @@ def train(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            help=f"Override train.model: {', '.join(GRAPH_MODELS + SCORING_MODELS)}."
-        ),
+        typer.Option(help=f"Override train.model: {', '.join(TRAINABLE)}."),
     ] = None,
     register: Annotated[
         bool,
@@ -102,15 +118,17 @@ def train(
     ] = False,
 ) -> None:
     """Train the graph model of the `train` settings; write the artifact + metrics."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     name = model or settings.train.model
-    trainable = GRAPH_MODELS + SCORING_MODELS
-    if name not in trainable:
-        raise InterestGraphError(f"cannot train {name!r}; choose one of {trainable}")
+    if name not in TRAINABLE:
+        raise InterestGraphError(f"cannot train {name!r}; choose one of {TRAINABLE}")
     data = source or settings.paths.data_dir / "synth"
     target = out or settings.paths.runs_dir / name
+    started = time.perf_counter()
     result = stages.train(protocol, data, target, settings, name, register=register)
-    print_metrics_table([result.metrics], settings.evaluation.k)
+    print_metrics_table([_timed(result.metrics, started)], settings.evaluation.k)
     console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
     if result.registered is not None:
         console.print(f"registered {result.registered.describe()}")
@@ -140,6 +158,8 @@ def tune(
     ] = True,
 ) -> None:
     """Ray Tune search (ASHA) over the graph model; retrain and test the best."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     data = source or _default_source(protocol, settings)
     result = stages.tune(
@@ -185,6 +205,8 @@ def interests(
     ] = None,
 ) -> None:
     """The interest graph of a model: a user's interests, exports, Feast push."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     result = stages.interests(
         model, settings, user=user, out_dir=out, push=push, n_interests=n_interests
@@ -208,6 +230,15 @@ def interests(
         console.print(f"{name}: {path}")
     if push:
         console.print(f"pushed {result.pushed} users' interests to Feast")
+
+
+def _timed(metrics: dict[str, Any], started: float) -> dict[str, Any]:
+    """A metrics row with ``seconds``: the stage's own, else its time from ``started``.
+
+    Training writes ``fit_seconds`` but no ``seconds``; the table's column would be
+    empty without this.
+    """
+    return {"seconds": round(time.perf_counter() - started, 2), **metrics}
 
 
 def _with_k(settings: Settings, k: int | None) -> Settings:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from interest_graph import stages
 from interest_graph.cli.support import (
     clear_errors,
     console,
@@ -31,6 +30,8 @@ def _run(
     tune_trials: int,
     runner: str,
 ) -> None:
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     report = stages.run_pipeline(
         settings,
@@ -162,6 +163,8 @@ def pipeline_compile(
     ] = None,
 ) -> None:
     """Compile a pipeline to KFP IR YAML (upload it in the KFP UI)."""
+    from interest_graph import stages
+
     console.print(f"written: {stages.compile_pipeline(name, _package(ctx, name, out))}")
 
 
@@ -177,6 +180,8 @@ def pipeline_submit(
     namespace: NamespaceOption = None,
 ) -> None:
     """Compile a pipeline and start a run of it on a Kubeflow cluster."""
+    from interest_graph import stages
+
     run = stages.submit_pipeline(
         name,
         host,
@@ -206,6 +211,8 @@ def pipeline_schedule(
     namespace: NamespaceOption = None,
 ) -> None:
     """Create a recurring run of a pipeline (by default the monitoring one)."""
+    from interest_graph import stages
+
     job = stages.schedule_pipeline(
         name,
         host,

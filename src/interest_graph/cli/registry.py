@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from interest_graph import stages
 from interest_graph.cli.support import clear_errors, root_settings
 from interest_graph.errors import ConfigError
-from interest_graph.registry import PromotionDecision, tracking_uri
+
+if TYPE_CHECKING:
+    from interest_graph.registry import PromotionDecision
 
 registry_app = typer.Typer(
     help="Model registry (MLflow): versions with lineage, champion/challenger.",
@@ -33,6 +34,9 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
 ) -> None:
     """Every version: aliases, primary metric, decision, data and code lineage."""
+    from interest_graph import stages
+    from interest_graph.registry import tracking_uri
+
     settings = root_settings(ctx)
     metric = settings.registry.primary_metric
     rows = [v.row(metric) for v in stages.list_models(settings)]
@@ -60,6 +64,8 @@ def register_command(
     ],
 ) -> None:
     """Register a trained run and let the promotion gate decide on it."""
+    from interest_graph import stages
+
     metrics_path = run / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{run}: no metrics.json (run `interest-graph train`)")
@@ -82,6 +88,8 @@ def promote_command(
     ] = False,
 ) -> None:
     """Run the promotion gate on a version: champion if it beats the current one."""
+    from interest_graph import stages
+
     _print_decision(stages.promote_model(root_settings(ctx), version, force=force))
 
 
@@ -95,4 +103,6 @@ def rollback_command(
     ] = None,
 ) -> None:
     """Point the champion alias back at an earlier version."""
+    from interest_graph import stages
+
     _print_decision(stages.rollback_model(root_settings(ctx), version))

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from interest_graph import stages
 from interest_graph.cli.support import clear_errors, root_settings
 
 
@@ -58,6 +57,8 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve recommendations over REST v1/v2 and gRPC v2 (KServe) in the foreground."""
+    from interest_graph import stages
+
     settings = root_settings(ctx)
     overrides = {
         "model_uri": model,
@@ -97,6 +98,8 @@ def query_command(
     timeout: Annotated[float, typer.Option(help="Seconds per call.")] = 10.0,
 ) -> None:
     """Ask a running server for recommendations and print them as JSON."""
+    from interest_graph import stages
+
     settings = root_settings(ctx).serving
     default = (
         f"localhost:{settings.grpc_port}"
