@@ -247,6 +247,13 @@ class TrainConfig(Section):
     early_stopping: bool = Field(
         True, description="Early-stop on a validation split carved from training."
     )
+    validation_days: float = Field(
+        30.0,
+        gt=0,
+        description="Timestamped data: the last days of training that form the "
+        "validation period early stopping watches (a warning says when it holds "
+        "too few users).",
+    )
     refit: bool = Field(
         True, description="After validation, retrain on all training data."
     )

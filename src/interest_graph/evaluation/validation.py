@@ -21,6 +21,9 @@ from interest_graph.evaluation.protocols import EvaluationSplit, binary_matrix
 
 VALIDATION_DAYS = 30.0
 VALIDATION_SHARE = 0.2
+# Below this many users NDCG moves by chance from one epoch to the next, and early
+# stopping ends at whichever epoch happened to be lucky.
+MIN_VALIDATION_USERS = 100
 
 
 def _assemble(
@@ -122,3 +125,15 @@ def validation_split(
     if split.train_events is not None:
         return _last_days(split, days)
     return _random_share(split, share, seed)
+
+
+def too_small_to_early_stop(validation: EvaluationSplit) -> str | None:
+    """Why ``validation`` is too small to early-stop on, or None when it is not."""
+    users = int(validation.test_users.size)
+    if users >= MIN_VALIDATION_USERS:
+        return None
+    pairs = int(validation.ground_truth.nnz)
+    return (
+        f"the validation split holds {users} users and {pairs} pairs (fewer than "
+        f"{MIN_VALIDATION_USERS} users): too few to early-stop on"
+    )

@@ -20,7 +20,10 @@ from interest_graph.errors import ConfigError
 from interest_graph.evaluation.baselines import item_text_vectors
 from interest_graph.evaluation.protocols import EvaluationSplit
 from interest_graph.evaluation.ranking import Recommender
-from interest_graph.evaluation.validation import validation_split
+from interest_graph.evaluation.validation import (
+    too_small_to_early_stop,
+    validation_split,
+)
 from interest_graph.logs import get_logger
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.models.training import TrainingRun, train_graph_model
@@ -97,8 +100,18 @@ class GraphModelRecommender:
         )
         epochs = config.epochs
         if config.early_stopping:
-            validation = validation_split(split, seed=config.seed)
+            validation = validation_split(
+                split, seed=config.seed, days=config.validation_days
+            )
             log.info("validation split: %s", validation.describe())
+            problem = too_small_to_early_stop(validation)
+            if problem is not None:
+                log.warning(
+                    "%s; lengthen train.validation_days (now %g), or set "
+                    "train.early_stopping false and choose train.epochs",
+                    problem,
+                    config.validation_days,
+                )
             self.selection = self._train(
                 validation, text, "validation", validation=validation
             )
