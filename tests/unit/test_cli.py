@@ -288,8 +288,10 @@ def test_train_table_has_seconds(tmp_path: Path, small_shop_dir: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    row = next(
-        line for line in result.output.splitlines() if line.startswith("│ shop-temp")
-    )
-    seconds = row.strip("│ ").split("│")[-1].strip()
-    assert float(seconds) >= 0, row
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("┃ protocol"))
+    row = next(line for line in lines if line.startswith("│ shop-temporal"))
+    names = [cell.strip() for cell in header.split("┃")[1:-1]]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    seconds = dict(zip(names, cells, strict=True))["seconds"]
+    assert seconds and float(seconds) >= 0, row
