@@ -403,3 +403,9 @@ def test_items_file_wins_over_titles_on_event_lines(tmp_path: Path) -> None:
 def test_a_bad_item_id_pattern_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="item_id_pattern"):
         settings_from_values({"shop": {"item_id_pattern": "(unclosed"}})
+
+
+def test_items_path_at_the_events_file_says_what_to_map() -> None:
+    mapping = _orders_mapping()
+    with pytest.raises(ConfigError, match="map the item columns"):
+        load_custom_shop(mapping.model_copy(update={"items_path": mapping.events_path}))

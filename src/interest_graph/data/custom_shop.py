@@ -73,6 +73,14 @@ def load_custom_shop(mapping: ColumnMapping) -> tuple[ShopTables, IngestReport]:
     if mapping.events_path is None:
         raise ConfigError("shop.events_path is not set; point it at the events file")
     _check_mapping(mapping)
+    if mapping.items_path is not None and _same_file(
+        mapping.items_path, mapping.events_path
+    ):
+        # Every order line after an item's first would be a "duplicate item id".
+        raise ConfigError(
+            "shop.items_path is the events file; leave it out and map the item "
+            "columns (title, description, category) under shop.events"
+        )
     report = IngestReport(loader=LOADER_NAME)
 
     file_items: pd.DataFrame | None = None
@@ -97,6 +105,10 @@ def load_custom_shop(mapping: ColumnMapping) -> tuple[ShopTables, IngestReport]:
         users=conform(_users(events, file_users), "users"),
     )
     return tables, report
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    return Path(first).resolve() == Path(second).resolve()
 
 
 def _check_mapping(mapping: ColumnMapping) -> None:
