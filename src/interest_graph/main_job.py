@@ -103,7 +103,9 @@ def run_training_pipeline(
         "source_uri": str(source_uri.resolve()) if source_uri else "",
         "protocol": protocol,
         "tune_trials": tune_trials,
-        "settings_json": task_settings.model_dump_json(exclude_none=True),
+        # Only what differs from the defaults: short in the KFP UI, and an image a
+        # version apart still reads it.
+        "settings_json": task_settings.model_dump_json(exclude_defaults=True),
     }
     run = run_local(
         load_pipeline("training"),
