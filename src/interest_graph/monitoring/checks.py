@@ -372,6 +372,10 @@ def outcome_check(
         raise NotRun(why_missing)
     if events is None:
         raise NotRun("no events to join the inference log with")
+    if not inference.items.empty:
+        # Evidently scores every rank up to k: no deeper than the lists served.
+        k = min(k, int(inference.items["rank"].max()))
+        result.method = f"HitRate@{k} relative drop (Evidently NDCG / HitRate / Recall)"
     horizon = pd.Timedelta(days=config.attribution_days)
     judged_until = data_end - horizon
     purchases = events[events["event_type"] == "purchase"]
@@ -379,7 +383,7 @@ def outcome_check(
     for window in (reference, current):
         calls = _in(inference.items, "timestamp", window)
         recent = calls["timestamp"] > judged_until
-        too_recent += int(recent.sum())
+        too_recent += len(calls[recent].drop_duplicates(["user_id", "timestamp"]))
         frames.append(_outcome_rows(calls[~recent], purchases, horizon, k))
     calls_seen = [f["user_id"].nunique() for f in frames]
     result.rows_reference, result.rows_current = calls_seen

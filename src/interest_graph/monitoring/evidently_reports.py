@@ -142,14 +142,15 @@ def ranking_quality(frame: pd.DataFrame, k: int) -> tuple[Any, dict[str, float]]
     for metric in snapshot.dict()["metrics"]:
         name = metric["config"]["type"].rsplit(":", 1)[-1]
         value = metric["value"]
-        values[name] = float(_last(value))
+        values[name] = _at_k(value, k)
     return snapshot, values
 
 
-def _last(value: Any) -> float:
-    """A top-k metric's value at ``k`` (Evidently gives one per rank)."""
-    if isinstance(value, dict):
-        return float(list(value.values())[-1])
-    if isinstance(value, list):
-        return float(value[-1])
+def _at_k(value: Any, k: int) -> float:
+    """A top-k metric's value at ``k`` (Evidently gives ``{"rank", "value"}``
+    tables over ranks)."""
+    if isinstance(value, dict) and "rank" in value:
+        ranks, values = value["rank"], value["value"]
+        at_k = [values[i] for i, rank in ranks.items() if int(rank) == k]
+        return float(at_k[0] if at_k else list(values.values())[-1])
     return float(value)
