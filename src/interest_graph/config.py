@@ -400,6 +400,66 @@ class ServingConfig(BaseModel):
         description="Torch and BLAS threads per process. One: a request's work is "
         "too small to split, and thread hand-offs cost ~10x on a busy machine.",
     )
+    feature_timeout_ms: float = Field(
+        50.0,
+        gt=0,
+        description="Deadline of a call's Feast online read (run off the event "
+        "loop); past it the call answers flagged fallbacks and the store is "
+        "skipped for its cool-down.",
+    )
+    item_statistics_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Deadline of the Feast item statistics read at model load; "
+        "past it the model serves without categories and prices (degraded).",
+    )
+    model_repository_enabled: bool = Field(
+        False,
+        description="Allow KServe's model repository control plane (load/unload "
+        "over REST /v2/repository and gRPC). Anyone who reaches the port can then "
+        "unload the model: enable only behind network isolation.",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request body that has not fully arrived this long after the "
+        "headers is answered 408 and the connection closed (slowloris).",
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Larger request headers are refused (431)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="json: one JSON object per log line (the service's own and "
+        "KServe's); text: plain lines.",
+    )
+    access_log_sample_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of answered requests written as access log lines; "
+        "5xx answers are always written.",
+    )
+    inference_log_sample_rate: float = Field(
+        1.0, ge=0, le=1, description="Share of calls written to the inference log."
+    )
+    inference_log_max_bytes: int = Field(
+        100_000_000,
+        ge=1024,
+        description="Rotate the JSONL inference log past this size (gzip).",
+    )
+    inference_log_rotate_seconds: float = Field(
+        3600.0, gt=0, description="Rotate the JSONL inference log this often."
+    )
+    inference_log_keep: int = Field(
+        48, ge=1, description="Rotated inference log files kept; older are deleted."
+    )
+    drain_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="After SIGTERM: readiness answers 503 and requests are still "
+        "served this long, then the server stops.",
+    )
 
 
 class Settings(BaseSettings):

@@ -35,7 +35,7 @@ from interest_graph.serving.kserve_compat import grpc_pb, grpc_services, model_s
 from interest_graph.serving.model import ServingModel, load_serving_model
 from interest_graph.serving.predictor import RecommenderModel
 from interest_graph.serving.reload import HotReloader
-from interest_graph.serving.server import Service, harden_app
+from interest_graph.serving.server import Service, harden_app, secure_server
 from interest_graph.serving.user_features import FeastUserFeatures
 
 CATEGORIES = ("garden", "kitchen", "toys", "lamps")
@@ -104,7 +104,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         for version in ("1", "2")
     }
     config = ServingConfig(
-        k=5, max_users=50, max_body_bytes=100_000, reload_seconds=0, feast=False
+        k=5,
+        max_users=50,
+        max_body_bytes=100_000,
+        reload_seconds=0,
+        feast=False,
+        body_timeout_s=1.0,
     )
     log_path = root / "inference-log.jsonl"
     predictor = RecommenderModel(
@@ -118,6 +123,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         enable_grpc=True,
         enable_latency_logging=False,
     )
+    secure_server(server, config)
     server.register_model(predictor)
     rest = RESTServer(
         "kserve.model_server:app",
@@ -569,6 +575,7 @@ def test_feature_store_down_is_flagged_and_reported(
     predictor.features = FeastUserFeatures(
         lambda: OnlineLookup(open_store(features_dir, profile), "serving")
     )
+    predictor.features.warm_up()  # as serve() does before opening the ports
     try:
         body = {
             "instances": [
@@ -614,3 +621,291 @@ def test_inference_log_records_calls(running: Running) -> None:
     assert record["model_version"] == "1"
     assert record["latency_ms"] > 0
     assert record["response"] == response.json()["predictions"]
+
+
+class HungRedis:
+    """A loopback listener that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = int(self.listener.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        # Closing the accepted sockets ends the hung reads (EOF): their threads go.
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@contextlib.contextmanager
+def _feast_on(
+    running: Running, features_dir: Path, **profile: Any
+) -> Iterator[FeastUserFeatures]:
+    """The predictor with a Feast store (sqlite, or ``profile``) for the block."""
+    from interest_graph.features import StoreProfile, apply_repo, open_store
+    from interest_graph.serving.user_features import ServingLookup
+
+    apply_repo(features_dir)
+    store_profile = StoreProfile(**profile) if profile else None
+    predictor = running.predictor
+    before = predictor.features
+    source = FeastUserFeatures(
+        lambda: ServingLookup(open_store(features_dir, store_profile))
+    )
+    predictor.features = source
+    try:
+        yield source
+    finally:
+        predictor.features = before
+
+
+def _timed_get(url: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    status = httpx.get(url, timeout=5).status_code
+    return status, time.perf_counter() - started
+
+
+def test_a_hung_feature_store_costs_calls_their_deadline_and_probes_answer(
+    running: Running, tmp_path: Path
+) -> None:
+    hung = HungRedis()
+    predictor = running.predictor
+    config = predictor.config
+    try:
+        with _feast_on(
+            running,
+            tmp_path / "features",
+            online_store="redis",
+            redis_connection_string=f"127.0.0.1:{hung.port}",
+        ):
+            # A long deadline keeps a read hanging while the probes are asked.
+            predictor.config = config.model_copy(update={"feature_timeout_ms": 3000})
+            answers: list[httpx.Response] = []
+            call = threading.Thread(
+                target=lambda: answers.append(
+                    _v1(running, {"instances": [{"user_id": "U001", "k": 3}]})
+                )
+            )
+            call.start()
+            time.sleep(0.5)
+            assert call.is_alive(), "the read did not hang"
+            for path in (
+                "/v2/health/live",
+                "/v2/health/ready",
+                "/v2/models/recommender/ready",
+                "/v2/models/recommender/status",
+            ):
+                status, seconds = _timed_get(f"{running.http}{path}")
+                assert status == 200, path
+                assert seconds < 1.0, (path, seconds)
+            with grpc.insecure_channel(running.grpc) as channel:
+                stub = grpc_services.GRPCInferenceServiceStub(channel)
+                started = time.perf_counter()
+                assert stub.ServerLive(grpc_pb.ServerLiveRequest(), timeout=1).live
+                assert time.perf_counter() - started < 1.0
+            call.join(10)
+            (answer,) = answers
+            assert answer.status_code == 200, answer.text
+            (known,) = answer.json()["predictions"]
+            assert known["fallback"] == "feature_store_unavailable"
+            # The default deadline on a fresh source: a flagged answer in time.
+            predictor.config = config
+            predictor.features = FeastUserFeatures(predictor.features._open_lookup)
+            started = time.perf_counter()
+            answer = _v1(running, {"instances": [{"user_id": "stranger", "k": 3}]})
+            assert time.perf_counter() - started < 1.0
+            assert answer.status_code == 200, answer.text
+            (stranger,) = answer.json()["predictions"]
+            assert stranger["fallback"] == "feature_store_unavailable:popular_items"
+            status_body = httpx.get(f"{running.http}/v2/models/recommender/status")
+            assert "took over 50 ms" in status_body.json()["feature_store_error"]
+    finally:
+        predictor.config = config
+        hung.close()
+
+
+def test_a_bad_user_id_is_400_and_leaves_the_store_alone(
+    running: Running, tmp_path: Path
+) -> None:
+    lone_surrogate = (
+        b'{"inputs": [{"name": "user_id", "datatype": "BYTES", "shape": [1], '
+        b'"data": ["\\ud800"]}]}'
+    )
+    with _feast_on(running, tmp_path / "features") as source:
+        source.warm_up()
+        assert source.status == "ok"
+        response = httpx.post(
+            f"{running.http}/v2/models/recommender/infer",
+            content=lone_surrogate,
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 400, response.text
+        assert "UTF-8" in response.json()["error"]
+        response = _v1(running, {"instances": [{"user_id": "U\u0000x"}]})
+        assert response.status_code == 400, response.text
+        assert source.status == "ok"
+        answer = _v1(running, {"instances": [{"user_id": "U001", "k": 3}]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["fallback"] is None
+
+
+def test_the_model_repository_is_refused_by_default(running: Running) -> None:
+    for action in ("unload", "load"):
+        response = httpx.post(
+            f"{running.http}/v2/repository/models/recommender/{action}", timeout=10
+        )
+        assert response.status_code == 403, response.text
+        assert "model_repository_enabled" in response.json()["error"]
+    with grpc.insecure_channel(running.grpc) as channel:
+        stub = grpc_services.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.RepositoryModelUnload(
+                grpc_pb.RepositoryModelUnloadRequest(model_name="recommender"),
+                timeout=10,
+            )
+        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _v1(running, {"instances": [{"user_id": "U001"}]}).status_code == 200
+    assert httpx.get(f"{running.http}/v2/health/ready").status_code == 200
+
+
+def test_readiness_is_503_without_a_loaded_model_or_while_draining(
+    running: Running,
+) -> None:
+    from interest_graph.serving.dataplane import ServiceDataPlane
+
+    predictor = running.predictor
+    dataplane = model_server.app.state.service_dataplane
+    assert isinstance(dataplane, ServiceDataPlane)
+    predictor.ready = False
+    try:
+        assert httpx.get(f"{running.http}/v2/health/ready").status_code == 503
+    finally:
+        predictor.ready = True
+    dataplane.draining = True
+    try:
+        assert httpx.get(f"{running.http}/v2/health/ready").status_code == 503
+        assert _v1(running, {"instances": [{"user_id": "U001"}]}).status_code == 200
+    finally:
+        dataplane.draining = False
+    assert httpx.get(f"{running.http}/v2/health/ready").status_code == 200
+
+
+def _binary(header: bytes, rest: bytes = b"", length: str | None = None) -> Any:
+    return (
+        "/v2/models/recommender/infer",
+        header + rest,
+        {
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": length or str(len(header)),
+        },
+    )
+
+
+_USER_JSON = b'{"inputs": [{"name": "user_id", "datatype": "BYTES", "shape": [1]'
+BAD_ENCODINGS = [
+    _binary(b"{}"),
+    _binary(b"[]"),
+    _binary(b'{"inputs": [{"datatype": "BYTES", "shape": [1]}]}'),
+    _binary(b"{}", length="x"),
+    _binary(b"{}", length="-5"),
+    _binary(b"{}", length="99999"),
+    _binary(_USER_JSON + b', "parameters": {"binary_data_size": 64}}]}', b"\x01"),
+    _binary(_USER_JSON + b', "parameters": {"binary_data_size": 8}}]}', b"\xff" * 8),
+    (
+        "/v1/models/recommender:predict",
+        b'{"instances": [{"user_id": "U001"}]}',
+        {
+            "ce-specversion": "1.0",
+            "ce-source": "test",
+            "ce-type": "t",
+            "ce-id": "1",
+            "ce-contenttype": "application/json",
+            "content-type": "application/json",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), BAD_ENCODINGS)
+def test_bad_encodings_are_4xx(
+    running: Running, path: str, body: bytes, headers: dict[str, str]
+) -> None:
+    response = httpx.post(
+        f"{running.http}{path}", content=body, headers=headers, timeout=10
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v2/models/recommender?model_version=2", 400),
+        ("GET", "/v2/models/recommender/ready?model_version=2", 400),
+        ("POST", "/v2/models/recommender/infer?model_version=2", 400),
+        ("GET", "/v2/models/recommender/versions/2", 404),
+        ("GET", "/v2/models/recommender/versions/2/ready", 404),
+        ("POST", "/v2/models/recommender/versions/2/infer", 404),
+        ("POST", "/v1/models/recommender:explain", 404),
+    ],
+)
+def test_unsupported_paths_say_why(
+    running: Running, method: str, path: str, status: int
+) -> None:
+    body = {"instances": [{"user_id": "U001"}]}
+    response = httpx.request(
+        method, f"{running.http}{path}", json=body if method == "POST" else None
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert "model_version" in error or "explain is not served" in error
+
+
+def test_grpc_truncated_raw_contents_are_invalid_argument(running: Running) -> None:
+    truncated = (100).to_bytes(4, "little") + b"U001"  # says 100 bytes, holds 4
+    with grpc.insecure_channel(running.grpc) as channel:
+        stub = grpc_services.GRPCInferenceServiceStub(channel)
+        for raw in (truncated, b"\x01\x00"):
+            request = grpc_pb.ModelInferRequest(
+                model_name="recommender",
+                inputs=[
+                    grpc_pb.ModelInferRequest.InferInputTensor(
+                        name="user_id", datatype="BYTES", shape=[1]
+                    )
+                ],
+                raw_input_contents=[raw],
+            )
+            with pytest.raises(grpc.RpcError) as error:
+                stub.ModelInfer(request, timeout=10)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raw
+
+
+def test_a_slow_body_is_cut_off_and_big_headers_refused(running: Running) -> None:
+    port = int(running.http.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
+        slow.sendall(
+            b"POST /v1/models/recommender:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            + b'{"instances": [{"u'
+        )
+        started = time.perf_counter()
+        answer = b""
+        while chunk := slow.recv(65536):  # the server answers, then closes
+            answer += chunk
+        assert time.perf_counter() - started < 3.0
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    response = httpx.get(
+        f"{running.http}/v2/health/ready", headers={"x-big": "a" * 20_000}
+    )
+    assert response.status_code == 431, response.text

@@ -16,16 +16,24 @@ try:
     from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
     from kserve import model_server as model_server
     from kserve.errors import InvalidInput
+    from kserve.model import InferenceVerb
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as grpc_pb
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_services
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 finally:
     sys.argv = _argv
 
 __all__ = [
+    "DataPlane",
+    "ModelRepository",
+    "ModelRepositoryExtension",
     "InferInput",
     "InferOutput",
     "InferRequest",
     "InferResponse",
+    "InferenceVerb",
     "InvalidInput",
     "Model",
     "grpc_pb",

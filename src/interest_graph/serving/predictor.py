@@ -1,7 +1,8 @@
 """The predictor: a ``kserve.Model`` named ``recommender``.
 
 ``preprocess`` parses the call and looks its users up in the feature store (one
-batched lookup; skipped for instances a transformer already enriched),
+batched lookup in a worker thread with a deadline; skipped for instances a
+transformer already enriched),
 ``predict`` ranks with the current :class:`ServingModel` (read once, so a hot
 reload mid-call cannot mix versions), ``postprocess`` answers in the caller's
 protocol and queues the inference log record.
@@ -10,14 +11,19 @@ protocol and queues the inference log record.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from interest_graph.config import ServingConfig
 from interest_graph.serving import MODEL_NAME
 from interest_graph.serving.inference_log import InferenceLog
-from interest_graph.serving.kserve_compat import InferResponse, Model
+from interest_graph.serving.kserve_compat import (
+    InferenceVerb,
+    InferResponse,
+    InvalidInput,
+    Model,
+)
 from interest_graph.serving.model import ServingModel
 from interest_graph.serving.protocol import (
     V2_INPUT_TYPES,
@@ -28,8 +34,10 @@ from interest_graph.serving.protocol import (
     v1_response,
     v2_response,
 )
+from interest_graph.serving.requests import UserFeatures
 from interest_graph.serving.user_features import (
     NO_FEATURES,
+    DeadlineLookup,
     NoUserFeatures,
     UserFeatureSource,
 )
@@ -59,6 +67,7 @@ class RecommenderModel(Model):
         self.inference_log = inference_log
         self.serving: ServingModel | None = None
         self.reloads = 0
+        self.deadline = DeadlineLookup()
 
     def load(self) -> bool:
         """Load the model (``ready`` once it can answer)."""
@@ -71,15 +80,43 @@ class RecommenderModel(Model):
         self.serving = serving
         self.reloads += 1
 
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: Any = InferenceVerb.PREDICT,
+    ) -> Any:
+        """KServe's entry per call: parse and check the call, look its users up
+        off the event loop within ``feature_timeout_ms``, then KServe's own
+        preprocess -> predict -> postprocess (metrics, timing) on the result."""
+        if verb != InferenceVerb.PREDICT:
+            raise InvalidInput(
+                f"{verb.name.lower()} is not served; use predict or infer"
+            )
+        # Every check runs before the feature store is asked: bad input never
+        # reaches a dependency, so it cannot start the store's cool-down.
+        call = parse_call(body, headers, self.config)
+        missing = [r for r in call.requests if r.features is None]
+        if missing:
+            found = await self.deadline.lookup(
+                self.features,
+                [r.user_id for r in missing],
+                self.config.feature_timeout_ms / 1000,
+            )
+            _fill_features(call, iter(found))
+        return await super().__call__(call, headers, verb)
+
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Call:
+        """The parsed call (as :meth:`__call__` made it), or parse and look up
+        here, blocking, for callers in this process (``stages.sample_call``)."""
+        if isinstance(payload, Call):
+            return payload
         call = parse_call(payload, headers, self.config)
         missing = [r for r in call.requests if r.features is None]
         if missing:
-            found = iter(self.features.lookup([r.user_id for r in missing]))
-            call.requests = [
-                r if r.features is not None else replace(r, features=next(found))
-                for r in call.requests
-            ]
+            _fill_features(
+                call, iter(self.features.lookup([r.user_id for r in missing]))
+            )
         return call
 
     def predict(self, call: Call, headers: dict[str, str] | None = None) -> Call:
@@ -143,3 +180,11 @@ class RecommenderModel(Model):
                 }
             ),
         }
+
+
+def _fill_features(call: Call, found: Iterator[UserFeatures]) -> None:
+    """Give each request without features the next looked-up ones."""
+    call.requests = [
+        r if r.features is not None else replace(r, features=next(found))
+        for r in call.requests
+    ]

@@ -8,6 +8,7 @@ anything else on bad input.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ MAX_LISTED_ITEMS = 1000
 INSTANCE_FIELDS = ("user_id", "k", "exclude", "filters", "recent_items")
 FILTER_FIELDS = ("category", "min_price", "max_price")
 V2_INPUTS = ("user_id", "k")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32")
 
 
@@ -207,7 +209,8 @@ def _v2_values(tensor: InferInput, datatypes: Sequence[str], wanted: str) -> lis
             values = list(tensor.as_numpy().ravel())
         else:
             values = _flatten(tensor.data)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # raw contents are the caller's bytes: any failure
+        # to decode them (truncated length prefixes: struct.error) is bad input
         raise InvalidInput(f"input {name!r} cannot be read: {exc}") from exc
     if len(values) != expected:
         raise InvalidInput(
@@ -260,6 +263,13 @@ def _identifier(value: Any, where: str) -> str:
         raise InvalidInput(f"{where} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidInput(f"{where} is longer than {MAX_ID_LENGTH} characters")
+    try:
+        # JSON may carry lone surrogates ("\ud800"): no store can take them.
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{where} is not valid UTF-8 text ({exc.reason})") from exc
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{where} holds control characters")
     return value
 
 

@@ -1,17 +1,21 @@
 """Assemble and run the service: predictor, hot reload, KServe's ModelServer.
 
 KServe's own app answers v1, v2, health and metadata, and its gRPC server v2 on
-the gRPC port. :func:`harden_app` adds what it lacks for a public endpoint: a
-body size limit (413), 400 instead of 422 for bodies FastAPI cannot validate
-(malformed JSON on v2), and ``GET /v2/models/recommender/status``, which says
-when the service is degraded (feature store down) while readiness stays 200
-because fallbacks still answer.
+the gRPC port. :func:`harden_app` adds what it lacks for a public endpoint: the
+request guard (header and body limits, body read timeout, 4xx for paths KServe
+cannot serve, the model repository refused), 400 instead of 422 for bodies
+FastAPI cannot validate (malformed JSON on v2), and
+``GET /v2/models/recommender/status``, which says when the service is degraded
+(feature store down) while readiness stays 200 because fallbacks still answer.
+:func:`secure_server` gives KServe's server honest readiness and 400s for bad
+encodings.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +87,11 @@ def build_service(settings: Settings) -> Service:
             return None
         from interest_graph.serving.catalogue import feast_item_features
 
-        try:
-            return feast_item_features(lookup, list(item_ids))
-        except Exception as exc:  # no item data: filters match nothing, say so
-            log.warning("item statistics not read from Feast: %s", exc)
-            return None
+        return within_deadline(
+            lambda: feast_item_features(lookup, list(item_ids)),
+            config.item_statistics_timeout_s,
+            "item statistics from Feast",
+        )
 
     def build(path: Path, version: str | None, uri: str) -> ServingModel:
         return load_serving_model(
@@ -119,6 +123,29 @@ def build_service(settings: Settings) -> Service:
         else None
     )
     return Service(predictor, reloader)
+
+
+def within_deadline(read: Callable[[], Any], seconds: float, what: str) -> Any:
+    """``read()`` in a daemon thread, or None when it fails or passes ``seconds``.
+
+    For reads at model load (item statistics): a hung store must not keep the
+    ports closed; the model then serves without that data and says so in the log.
+    """
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(read())
+        except Exception as exc:  # no item data: filters match nothing, say so
+            log.warning("%s not read: %s", what, exc)
+
+    thread = threading.Thread(target=run, name="load-read", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        log.warning("%s not read within %.1f s; serving without", what, seconds)
+        return None
+    return result[0] if result else None
 
 
 def _load_uri(
@@ -156,20 +183,23 @@ def registry_source(
 
 
 def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
-    """Add the size limit, 400 handlers and the status route to KServe's app."""
+    """Add the request guard, 400 handlers and the status route to KServe's app."""
     if getattr(app.state, _HARDENED, False):
         app.state.service = service
         return
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import ORJSONResponse
 
-    from interest_graph.serving.limits import BodyTooLargeError, LimitBodySize
+    from interest_graph.serving.limits import RequestGuard
 
-    app.add_middleware(LimitBodySize, max_bytes=config.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=config.max_body_bytes,
+        max_header_bytes=config.max_header_bytes,
+        body_timeout_s=config.body_timeout_s,
+        repository_enabled=config.model_repository_enabled,
+    )
     app.state.service = service
-
-    async def too_large(_: Any, exc: Exception) -> ORJSONResponse:
-        return ORJSONResponse({"error": str(exc)}, status_code=413)
 
     async def not_valid(_: Any, exc: Exception) -> ORJSONResponse:
         errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
@@ -195,10 +225,23 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
         )
         return answer
 
-    app.add_exception_handler(BodyTooLargeError, too_large)
     app.add_exception_handler(RequestValidationError, not_valid)
     app.add_api_route(f"/v2/models/{MODEL_NAME}/status", status, methods=["GET"])
     setattr(app.state, _HARDENED, True)
+
+
+def secure_server(server: Any, config: ServingConfig) -> Any:
+    """Give a ``ModelServer`` (before ``start``) the guarded data plane and, unless
+    enabled, the locked model repository; returns the data plane."""
+    from interest_graph.serving.dataplane import LockedRepository, ServiceDataPlane
+    from interest_graph.serving.kserve_compat import model_server
+
+    dataplane = ServiceDataPlane(server.registered_models)
+    server.dataplane = dataplane
+    model_server.app.state.service_dataplane = dataplane  # for the drain and tests
+    if not config.model_repository_enabled:
+        server.model_repository_extension = LockedRepository(server.registered_models)
+    return dataplane
 
 
 def serve(settings: Settings) -> None:
@@ -217,6 +260,9 @@ def serve(settings: Settings) -> None:
     prepare_process(config)
     service = build_service(settings)
     service.predictor.load()
+    warm_up = getattr(service.predictor.features, "warm_up", None)
+    if warm_up is not None:
+        within_deadline(warm_up, config.item_statistics_timeout_s, "a first Feast read")
     # The model's arrays and tables live as long as the process: keep the cyclic
     # garbage collector from scanning them on every collection (tail latency).
     gc.collect()
@@ -229,6 +275,7 @@ def serve(settings: Settings) -> None:
         enable_grpc=True,
         enable_latency_logging=False,
     )
+    secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
     if service.reloader is not None:
         service.reloader.start()
@@ -262,6 +309,7 @@ def serve_transformer(
             predictor_host=predictor_host, predictor_protocol="v1", **options
         ),
     )
+    secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
     server.start([transformer])
 

@@ -1,7 +1,8 @@
 """The transformer: feature store lookups in front of a separate predictor.
 
 KServe deploys it as its own process (``--predictor_host``): it parses the call,
-looks the users up in Feast (one batched lookup), forwards the requests with
+looks the users up in Feast (one batched lookup, off the event loop with a
+deadline), forwards the requests with
 their ``features`` to the predictor over REST v1, and answers the caller in the
 protocol it used (v1, v2 or gRPC). Run locally, the predictor does the same
 lookups itself, so the two-process and one-process answers agree.
@@ -26,7 +27,7 @@ from interest_graph.serving.protocol import (
     v2_response,
 )
 from interest_graph.serving.requests import features_json, request_json
-from interest_graph.serving.user_features import UserFeatureSource
+from interest_graph.serving.user_features import DeadlineLookup, UserFeatureSource
 
 Forward = Callable[[dict[str, Any], dict[str, str] | None], Awaitable[Any]]
 
@@ -53,17 +54,23 @@ class RecommenderTransformer(Model):
         self.features = features
         self.config = config
         self._forward = forward
+        self.deadline = DeadlineLookup()
         self.ready = True
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Call:
-        call = parse_call(payload, headers, self.config)
-        found = self.features.lookup([r.user_id for r in call.requests])
+        return parse_call(payload, headers, self.config)
+
+    async def predict(self, call: Call, headers: dict[str, str] | None = None) -> Call:
+        # The lookup runs here, after every check, in a worker thread with a
+        # deadline: a hung store costs the call its deadline, not the event loop.
+        found = await self.deadline.lookup(
+            self.features,
+            [r.user_id for r in call.requests],
+            self.config.feature_timeout_ms / 1000,
+        )
         call.requests = [
             replace(r, features=f) for r, f in zip(call.requests, found, strict=True)
         ]
-        return call
-
-    async def predict(self, call: Call, headers: dict[str, str] | None = None) -> Call:
         body = {
             "instances": [
                 {**request_json(r), "features": features_json(r.features)}

@@ -3,14 +3,19 @@
 When the store fails, every user of the call is marked ``unavailable`` (the
 model answers what it can and says so in ``fallback``), and the store is left
 alone for :data:`RETRY_SECONDS` so a dead Redis costs requests nothing.
+:class:`DeadlineLookup` runs the read in a worker thread with a deadline, so a
+store that hangs (a socket that accepts and never answers) costs a call its
+deadline, never the event loop that also answers the health probes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +26,9 @@ from interest_graph.serving.requests import UserFeatures
 log = get_logger("serving.user_features")
 
 RETRY_SECONDS = 5.0
+# Worker threads for online reads. A hung read holds its thread until the socket
+# gives up; with every thread held, calls answer fallbacks at once.
+LOOKUP_THREADS = 4
 INTEREST_VIEW = "user_interest_vectors"
 RECENT_VIEW = "user_recent_items"
 RECENT_ITEMS = "user_recent_items__recent_items"
@@ -107,6 +115,19 @@ class FeastUserFeatures:
                 self._failed(exc)
         return self._lookup
 
+    def warm_up(self) -> None:
+        """One read before serving: the first read of a process builds Feast's
+        clients (imports, connection), far over a request's deadline."""
+        self.lookup(["warm-up"])
+
+    def skipping(self) -> bool:
+        """True during the cool-down after a failure (lookups answer at once)."""
+        return self.status == "unavailable" and time.monotonic() < self._skip_until
+
+    def failed(self, exc: Exception) -> None:
+        """Count a failure seen outside :meth:`lookup` (a read past its deadline)."""
+        self._failed(exc)
+
     def _failed(self, exc: Exception) -> None:
         with self._lock:
             if self.status != "unavailable":
@@ -124,6 +145,11 @@ class FeastUserFeatures:
             return down
         try:
             rows = lookup.users(list(user_ids))
+        except UnicodeError as exc:
+            # The ids could not be encoded for the store: the call's own fault (the
+            # request checks should have refused it), so no cool-down for others.
+            log.warning("feature lookup refused the call's ids: %s", exc)
+            return down
         except Exception as exc:  # Redis down, sqlite gone, Feast internals
             self._failed(exc)
             return down
@@ -135,6 +161,75 @@ class FeastUserFeatures:
     def item_lookup(self) -> Any:
         """The OnlineLookup (for item statistics at model load), or None."""
         return self._connect()
+
+
+class DeadlineLookup:
+    """Feature lookups in worker threads, each call bounded by a deadline.
+
+    A call past the deadline answers ``unavailable`` features (flagged
+    fallbacks) and counts as a store failure, which starts the source's
+    cool-down; with every worker thread held by hung reads, calls answer at once.
+
+    Attributes:
+        timeouts: calls that passed the deadline.
+        last_seconds: how long the last completed read took.
+    """
+
+    def __init__(self, threads: int = LOOKUP_THREADS) -> None:
+        self._threads = threads
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="feast-read")
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.timeouts = 0
+        self.last_seconds: float | None = None
+
+    async def lookup(
+        self, source: UserFeatureSource, user_ids: Sequence[str], seconds: float
+    ) -> list[UserFeatures]:
+        """``source.lookup(user_ids)`` within ``seconds``, else unavailable."""
+        skipping = getattr(source, "skipping", None)
+        if source.status == "off" or (skipping is not None and skipping()):
+            return source.lookup(user_ids)  # answers without touching a store
+        down = [UserFeatures(status="unavailable")] * len(user_ids)
+        with self._lock:
+            if self._busy >= self._threads:
+                full = True
+            else:
+                full = False
+                self._busy += 1
+        if full:
+            _count_failure(source, TimeoutError("every feature read thread is held"))
+            return down
+        started = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._read, source, list(user_ids)
+        )
+        try:
+            found = await asyncio.wait_for(future, seconds)
+        except TimeoutError:
+            self.timeouts += 1
+            _count_failure(
+                source,
+                TimeoutError(f"feature read took over {seconds * 1000:.0f} ms"),
+            )
+            return down
+        self.last_seconds = time.perf_counter() - started
+        return found
+
+    def _read(
+        self, source: UserFeatureSource, user_ids: list[str]
+    ) -> list[UserFeatures]:
+        try:
+            return source.lookup(user_ids)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+
+def _count_failure(source: UserFeatureSource, exc: Exception) -> None:
+    failed = getattr(source, "failed", None)
+    if failed is not None:
+        failed(exc)
 
 
 def _user_features(values: dict[str, Any]) -> UserFeatures:
