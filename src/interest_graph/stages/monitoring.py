@@ -133,3 +133,44 @@ def _model_folder(model: str, settings: Settings) -> tuple[Path | None, str | No
         return None, f"{model}: {exc}"
     except Exception as exc:  # noqa: BLE001 (MLflow's own errors: no registry)
         return None, f"{model}: {exc.__class__.__name__}: {exc}"
+
+
+def record_drift(
+    result: MonitorStageResult, metrics: Any, html_paths: dict[str, str]
+) -> bool:
+    """A monitoring run into a pipeline step's outputs: each check's value and
+    verdict as metrics (``<check>/value``, ``<check>/drift`` 1 or 0; checks
+    that did not run get no verdict), the summary JSON in the metrics file, and
+    the HTML pages (``report`` is the verdict page; a check that did not run
+    gets a page saying why).
+
+    Returns:
+        Whether drift was detected.
+    """
+    import html
+    import json
+    import shutil
+
+    summary = result.summary
+    Path(metrics.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics.path).write_text(json.dumps(summary, indent=2, default=str), "utf-8")
+    metrics.log_metric("drift_detected", int(result.drift_detected))
+    metrics.log_metric("checks_not_run", len(summary["checks_not_run"]))
+    for name, check in summary["checks"].items():
+        if check["drift_detected"] is None:
+            continue
+        metrics.log_metric(f"{name}/value", float(check["value"]))
+        metrics.log_metric(f"{name}/drift", int(check["drift_detected"]))
+    pages = {"report": str(result.result.report_html)}
+    pages.update({n: c["html"] for n, c in summary["checks"].items() if c["html"]})
+    for name, target in html_paths.items():
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if name in pages:
+            shutil.copyfile(pages[name], target)
+        else:
+            why = summary["checks_not_run"].get(name, "no report")
+            Path(target).write_text(
+                f"<p>{html.escape(name)}: not run: {html.escape(str(why))}</p>\n",
+                "utf-8",
+            )
+    return result.drift_detected
