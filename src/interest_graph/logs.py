@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -14,6 +15,19 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 _LOGGER_NAME = "interest_graph"
+
+# Deprecation notices the libraries we call print about their own internals; a user
+# of this command line can do nothing about them.
+LIBRARY_NOISE = (
+    r"`torch\.jit\.script(_method)?` is deprecated",  # torch-geometric at import
+    r"The ``noload`` loader strategy is deprecated",  # MLflow's SQLAlchemy store
+)
+
+
+def quiet_library_warnings() -> None:
+    """Hide :data:`LIBRARY_NOISE`, even where ``-W`` or ``PYTHONWARNINGS`` ask."""
+    for message in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

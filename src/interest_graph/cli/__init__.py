@@ -15,8 +15,9 @@ from interest_graph.cli import embed, models, pipeline, serving
 from interest_graph.cli.data import data_app
 from interest_graph.cli.features import features_app
 from interest_graph.cli.registry import registry_app
-from interest_graph.cli.support import clear_errors, quiet_library_warnings
+from interest_graph.cli.support import clear_errors
 from interest_graph.config import load_settings
+from interest_graph.logs import quiet_library_warnings
 
 # Before any command imports the libraries, so their notices never reach stderr.
 quiet_library_warnings()

@@ -78,7 +78,7 @@ def data_load(
         )
     settings = root_settings(ctx)
     target = out or settings.paths.data_dir / kind
-    result = stages.ingest(kind, source, target, settings)  # type: ignore[arg-type]
+    result = stages.ingest(kind, source, target, settings)
     console.print_json(json.dumps(result.summary))
     console.print(f"summary: {result.summary_path}")
 

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from interest_graph.cli.support import clear_errors, root_settings
-from interest_graph.errors import ConfigError
 
 if TYPE_CHECKING:
     from interest_graph.registry import PromotionDecision
@@ -66,16 +65,7 @@ def register_command(
     """Register a trained run and let the promotion gate decide on it."""
     from interest_graph import stages
 
-    metrics_path = run / "metrics.json"
-    if not metrics_path.is_file():
-        raise ConfigError(f"{run}: no metrics.json (run `interest-graph train`)")
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    settings = root_settings(ctx)
-    _print_decision(
-        stages.register_and_promote(
-            run / "model", metrics["protocol"], source, metrics, settings
-        )
-    )
+    console.print(stages.register_run(run, source, root_settings(ctx)).describe())
 
 
 @registry_app.command("promote")

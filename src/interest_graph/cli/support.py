@@ -3,7 +3,6 @@ the console and the metrics table."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -15,24 +14,11 @@ from rich.table import Table
 from interest_graph.config import Settings
 from interest_graph.errors import InterestGraphError
 
-# Deprecation notices the libraries we call print about their own internals; a user
-# of this command line can do nothing about them.
-LIBRARY_NOISE = (
-    r"`torch\.jit\.script(_method)?` is deprecated",  # torch-geometric at import
-    r"The ``noload`` loader strategy is deprecated",  # MLflow's SQLAlchemy store
-)
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # Wide enough for the metrics table when output goes to a file or a CI log.
 console = Console(width=max(Console().width, 120))
-
-
-def quiet_library_warnings() -> None:
-    """Hide :data:`LIBRARY_NOISE`, even where ``-W`` or ``PYTHONWARNINGS`` ask."""
-    for message in LIBRARY_NOISE:
-        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
 
 
 def clear_errors(command: Callable[P, R]) -> Callable[P, R]:

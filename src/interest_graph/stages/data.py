@@ -38,7 +38,7 @@ class IngestResult:
 
 
 def ingest(
-    kind: SourceKind,
+    kind: SourceKind | str,
     source: str | Path | None,
     out_dir: str | Path,
     settings: Settings,

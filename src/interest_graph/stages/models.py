@@ -122,6 +122,7 @@ def train(
     artifact = saved.save(out / "model")
     metrics = _test_metrics(model, split, settings, model.name)
     metrics["fit_seconds"] = round(fit_seconds, 2)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
     if not scorer:
         metrics["training"] = model.training_facts()
     metrics["artifact"] = str(artifact)

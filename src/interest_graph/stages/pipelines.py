@@ -11,15 +11,19 @@ from typing import Any
 from interest_graph.config import Settings, settings_from_values
 from interest_graph.errors import ConfigError
 from interest_graph.kubeflow import outputs
+from interest_graph.logs import quiet_library_warnings
 
 
 def settings_from_json(settings_json: str, *, train: str | None = None) -> Settings:
     """A step's settings: the pipeline's ``settings_json`` (sections as JSON),
     ``train`` overrides on top (the tune step's answer), the environment over all.
+    Every step calls it first, so it also hides the libraries' deprecation noise
+    from the step's log, as the command line does.
 
     Raises:
         ConfigError: not JSON objects, or settings that fail validation.
     """
+    quiet_library_warnings()
     values = _json_object(settings_json or "{}", "settings_json")
     if train:
         section = {**values.get("train", {}), **_json_object(train, "best_train")}

@@ -222,7 +222,7 @@ def _trial_data(split: EvaluationSplit, settings: Settings) -> TrialData:
     from interest_graph.models.recommender import edge_weights
 
     base = settings.train
-    validation = validation_split(split, seed=base.seed)
+    validation = validation_split(split, seed=base.seed, days=base.validation_days)
     log.info("validation split: %s", validation.describe())
     uses_text = base.model in ("text-lightgcn", "hetero-sage")
     if base.model == "hetero-sage":
