@@ -19,9 +19,13 @@ HEADER = """\
 
 
 def pins(report: dict) -> list[str]:
-    """``name==version`` for each resolved package but the project, sorted."""
+    """``name==version`` for each resolved package but the project, sorted.
+
+    Local version labels (torch's ``+cpu``) are dropped: the lock names the
+    release, and the Makefile and the images choose the build.
+    """
     found = {
-        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        item["metadata"]["name"].lower(): item["metadata"]["version"].split("+")[0]
         for item in report["install"]
         if item["metadata"]["name"].lower() != "interest-graph"
     }
