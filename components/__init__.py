@@ -1,6 +1,7 @@
 """Kubeflow Pipelines components: one thin, typed wrapper per stage of
 ``interest_graph.stages``, all run in the component image."""
 
+from components.monitoring import drift_checks
 from components.training import (
     COMPONENT_IMAGE,
     deploy,
@@ -17,6 +18,7 @@ from components.training import (
 __all__ = [
     "COMPONENT_IMAGE",
     "deploy",
+    "drift_checks",
     "embed",
     "evaluate",
     "features",

@@ -31,10 +31,9 @@ def drift_checks(
     are listed in the summary with their reason, never as "no drift").
     """
     from interest_graph import stages
-    from interest_graph.stages.monitoring import monitor, record_drift
 
     settings = stages.settings_from_json(settings_json)
-    result = monitor(
+    result = stages.monitor(
         settings,
         reference=reference,
         current=current or None,
@@ -42,7 +41,7 @@ def drift_checks(
         model=model_uri or None,
         inference_log=inference_log or None,
     )
-    return record_drift(
+    return stages.record_drift(
         result,
         summary,
         {

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from interest_graph.cli import embed, models, pipeline, serving
+from interest_graph.cli import embed, models, monitor, pipeline, serving
 from interest_graph.cli.data import data_app
 from interest_graph.cli.features import features_app
 from interest_graph.cli.registry import registry_app
@@ -31,7 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(registry_app, name="registry")
 app.add_typer(pipeline.pipeline_app, name="pipeline")
-for module in (pipeline, models, embed, serving):
+for module in (pipeline, models, embed, serving, monitor):
     module.register(app)
 
 

@@ -70,10 +70,10 @@ def monitor_command(
     Exit code 0 without drift, 1 with drift; checks that could not run are
     listed with their reason and never count as "no drift".
     """
-    from interest_graph.stages.monitoring import monitor
+    from interest_graph import stages
 
     settings = root_settings(ctx)
-    result = monitor(
+    result = stages.monitor(
         settings,
         reference=reference,
         current=current,

@@ -45,6 +45,11 @@ from interest_graph.stages.models import (
     train,
     tune,
 )
+from interest_graph.stages.monitoring import (
+    MonitorStageResult,
+    monitor,
+    record_drift,
+)
 from interest_graph.stages.pipelines import (
     compile_pipeline,
     record,
@@ -72,6 +77,7 @@ __all__ = [
     "FeaturesResult",
     "IngestResult",
     "InterestsResult",
+    "MonitorStageResult",
     "SourceKind",
     "TrainResult",
     "ValidationResult",
@@ -92,10 +98,12 @@ __all__ = [
     "list_models",
     "lookup_features",
     "materialize_features",
+    "monitor",
     "promote_model",
     "query",
     "recommend",
     "record",
+    "record_drift",
     "record_metrics",
     "register_and_promote",
     "register_run",
