@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ def run_training_pipeline(
         pipeline_root=pipeline_root,
         log_path=latest / "pipeline.log",
         runner=runner,
+        progress=sys.stderr,
     )
     report = PipelineReport(run, latest / "summary.json")
     report.summary = {

@@ -5,6 +5,7 @@ stand-in for the API server (no KFP server exists here)."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import yaml
 from interest_graph import stages
 from interest_graph.errors import ConfigError
 from interest_graph.kubeflow.cluster import cron_schedule, typed_arguments
+from interest_graph.kubeflow.local import TaskClock
 
 TASKS = {
     "ingest",
@@ -285,3 +287,23 @@ def test_a_bad_host_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
             parameters={},
             package=tmp_path / "p.yaml",
         )
+
+
+def test_the_task_clock_reads_kfp_local_lines_and_says_progress() -> None:
+    sink, progress = io.StringIO(), io.StringIO()
+    clock = TaskClock(sink, progress)
+    cyan, green, reset = "\x1b[96m", "\x1b[92m", "\x1b[0m"
+    clock.write(f"12:00:00.000 - INFO - Executing task {cyan}'train'{reset}\n    ep")
+    clock.write("och 1\n")
+    clock.write(
+        f"12:00:05.000 - INFO - Task {cyan}'train'{reset} finished with status "
+        f"{green}SUCCESS{reset}\n"
+    )
+    assert sink.getvalue().count("\n") == 3  # everything reaches the log
+    status, seconds = clock.finished["train"]
+    assert status == "SUCCESS" and seconds >= 0
+    assert progress.getvalue().splitlines() == [
+        "[pipeline] train: running",
+        f"[pipeline] train: SUCCESS ({seconds:.1f} s)",
+    ]
+    assert "ingest" not in clock.finished

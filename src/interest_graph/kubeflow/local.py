@@ -61,11 +61,13 @@ class LocalRun:
 
 
 class TaskClock(io.TextIOBase):
-    """A stream that copies what it gets to ``sink`` and times each task."""
+    """A stream that copies what it gets to ``sink``, times each task and says
+    on ``progress`` (if given) when each starts and ends."""
 
-    def __init__(self, sink: TextIO) -> None:
+    def __init__(self, sink: TextIO, progress: TextIO | None = None) -> None:
         super().__init__()
         self.sink = sink
+        self.progress = progress
         self.started: dict[str, float] = {}
         self.finished: dict[str, tuple[str, float]] = {}
         self._line = ""
@@ -85,9 +87,16 @@ class TaskClock(io.TextIOBase):
         now = time.perf_counter()
         if found := _STARTED.search(line):
             self.started[found.group(1)] = now
+            self._say(f"{found.group(1)}: running")
         elif found := _FINISHED.search(line):
             name = found.group(1)
             self.finished[name] = (found.group(2), now - self.started.get(name, now))
+            self._say(f"{name}: {found.group(2)} ({self.finished[name][1]:.1f} s)")
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.write(f"[pipeline] {text}\n")
+            self.progress.flush()
 
 
 def task_names(pipeline: Any) -> list[str]:
@@ -115,6 +124,7 @@ def run_local(
     pipeline_root: Path,
     log_path: Path,
     runner: RunnerKind = "subprocess",
+    progress: TextIO | None = None,
 ) -> LocalRun:
     """Run ``pipeline`` with ``arguments`` under ``kfp.local``.
 
@@ -126,6 +136,8 @@ def run_local(
         log_path: the full output of every task.
         runner: ``subprocess`` (this Python environment) or ``docker`` (the
             component image, host network).
+        progress: where to say when each task starts and ends (the tasks' own
+            output goes to ``log_path`` only).
     """
     from kfp import local
 
@@ -151,7 +163,7 @@ def run_local(
     started = time.perf_counter()
     with (
         log_path.open("w", encoding="utf-8") as sink,
-        _clocked(sink) as clock,
+        _clocked(sink, progress) as clock,
         warnings.catch_warnings(),
     ):
         # Every task names the component image; the subprocess runner runs them
@@ -185,8 +197,8 @@ def run_local(
 
 
 @contextmanager
-def _clocked(sink: TextIO) -> Iterator[TaskClock]:
-    clock = TaskClock(sink)
+def _clocked(sink: TextIO, progress: TextIO | None) -> Iterator[TaskClock]:
+    clock = TaskClock(sink, progress)
     # Task subprocesses inherit this; a task's own progress bars stay out.
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
