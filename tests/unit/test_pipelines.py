@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from interest_graph import stages
-from interest_graph.errors import ConfigError
+from interest_graph.errors import ConfigError, InterestGraphError
 from interest_graph.kubeflow.cluster import cron_schedule, typed_arguments
-from interest_graph.kubeflow.local import TaskClock
+from interest_graph.kubeflow.definitions import load_pipeline
+from interest_graph.kubeflow.local import TaskClock, check_images, images_of
 
 TASKS = {
     "ingest",
@@ -307,3 +308,11 @@ def test_the_task_clock_reads_kfp_local_lines_and_says_progress() -> None:
         f"[pipeline] train: SUCCESS ({seconds:.1f} s)",
     ]
     assert "ingest" not in clock.finished
+
+
+def test_the_docker_runner_names_a_missing_image_before_anything_runs() -> None:
+    images = images_of(load_pipeline("training"))
+    assert images == {"interest-graph-components:0.1.0"}
+    # Without a daemon the message says so; with one, the unbuilt tag is named.
+    with pytest.raises(InterestGraphError, match="not built here|no Docker daemon"):
+        check_images({"interest-graph-components:0.0.0-never-built"})

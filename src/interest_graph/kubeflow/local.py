@@ -117,6 +117,38 @@ def task_names(pipeline: Any) -> list[str]:
     return names
 
 
+def images_of(pipeline: Any) -> set[str]:
+    """The container images a compiled pipeline's tasks run in."""
+    from google.protobuf.json_format import MessageToDict
+
+    executors = MessageToDict(pipeline.pipeline_spec.deployment_spec)["executors"]
+    return {e["container"]["image"] for e in executors.values() if "container" in e}
+
+
+def check_images(images: set[str]) -> None:
+    """Fail early, with what to do, when Docker or an image is missing here
+    (the Docker runner would otherwise try to pull it from a registry).
+
+    Raises:
+        InterestGraphError: no Docker daemon answers, or an image is not built.
+    """
+    import docker
+
+    try:
+        client = docker.from_env()
+        missing = sorted(i for i in images if not client.images.list(name=i))
+    except docker.errors.DockerException as exc:
+        raise InterestGraphError(
+            f"no Docker daemon answers ({exc}); start one (here: "
+            "../shared/tools/docker-up.sh) or use --runner subprocess"
+        ) from exc
+    if missing:
+        raise InterestGraphError(
+            f"image {', '.join(missing)} is not built here; run `make images` "
+            "(BASE_IMAGE=local/debian:bookworm where no registry is reachable)"
+        )
+
+
 def run_local(
     pipeline: Any,
     arguments: dict[str, Any],
@@ -146,6 +178,7 @@ def run_local(
     workspace = pipeline_root / "workspace"
     workspace.mkdir(exist_ok=True)
     if runner == "docker":
+        check_images(images_of(pipeline))
         # The image runs as uid 1000: it writes its outputs under this root.
         for folder in (pipeline_root, workspace):
             folder.chmod(0o777)
