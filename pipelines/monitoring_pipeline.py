@@ -9,7 +9,7 @@ Schedule it: ``interest-graph pipeline schedule monitoring --host URL --cron
 from kfp import dsl
 
 from components.monitoring import drift_checks
-from pipelines.training_pipeline import _with_secrets, training_pipeline
+from pipelines.training_pipeline import training_pipeline, with_secrets
 
 
 @dsl.pipeline(
@@ -54,7 +54,7 @@ def monitoring_pipeline(
         model_uri=model_uri,
         inference_log=inference_log,
     ).set_caching_options(False)  # the windows move with the data
-    _with_secrets(checks, "interest-graph-registry", "interest-graph-s3")
+    with_secrets(checks, "interest-graph-registry", "interest-graph-s3")
     with dsl.If(checks.outputs["Output"] == True):  # noqa: E712 (a KFP condition)
         training_pipeline(
             source_kind=source_kind,

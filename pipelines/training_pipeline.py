@@ -52,7 +52,7 @@ def _on_gpu(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
-def _with_secrets(task: dsl.PipelineTask, *names: str) -> dsl.PipelineTask:
+def with_secrets(task: dsl.PipelineTask, *names: str) -> dsl.PipelineTask:
     for name in names:
         kubernetes.use_secret_as_env(
             task, secret_name=name, secret_key_to_env=SECRETS[name], optional=True
@@ -98,7 +98,7 @@ def training_pipeline(
     tables = _talks_to_services(
         features(settings_json=settings_json, data=loaded.outputs["data"])
     )
-    _with_secrets(tables, "interest-graph-redis")
+    with_secrets(tables, "interest-graph-redis")
     vectors = _talks_to_services(
         embed(
             settings_json=settings_json,
@@ -106,7 +106,7 @@ def training_pipeline(
             feature_tables=tables.outputs["feature_tables"],
         )
     )
-    _with_secrets(_on_gpu(vectors), "interest-graph-redis")
+    with_secrets(_on_gpu(vectors), "interest-graph-redis")
     search = tune(
         settings_json=settings_json,
         protocol=protocol,
@@ -137,7 +137,7 @@ def training_pipeline(
             model=trained.outputs["model"],
         )
     )
-    _with_secrets(graph, "interest-graph-redis")
+    with_secrets(graph, "interest-graph-redis")
     gate = _talks_to_services(
         register(
             settings_json=settings_json,
@@ -146,7 +146,7 @@ def training_pipeline(
         )
     )
     gate.after(scored)  # only a model that was evaluated beside the baselines
-    _with_secrets(gate, "interest-graph-registry", "interest-graph-s3")
+    with_secrets(gate, "interest-graph-registry", "interest-graph-s3")
     with dsl.If(gate.outputs["Output"] == True):  # noqa: E712 (a KFP condition)
         served = _talks_to_services(
             deploy(
@@ -156,7 +156,7 @@ def training_pipeline(
             )
         )
         served.after(graph)  # the champion answers with its interests in Feast
-        _with_secrets(
+        with_secrets(
             served,
             "interest-graph-redis",
             "interest-graph-registry",
