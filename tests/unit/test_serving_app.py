@@ -110,6 +110,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         reload_seconds=0,
         feast=False,
         body_timeout_s=1.0,
+        access_log_sample_rate=1.0,
     )
     log_path = root / "inference-log.jsonl"
     predictor = RecommenderModel(
@@ -909,3 +910,64 @@ def test_a_slow_body_is_cut_off_and_big_headers_refused(running: Running) -> Non
         f"{running.http}/v2/health/ready", headers={"x-big": "a" * 20_000}
     )
     assert response.status_code == 431, response.text
+
+
+def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
+    assert _v1(running, {"instances": [{"user_id": "stranger"}]}).status_code == 200
+    assert _v1(running, {"instances": [{"user_id": 5}]}).status_code == 400
+    text = httpx.get(f"{running.http}/metrics").text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['recommender_requests_total{protocol="v1",status="200"}'] >= 1
+    assert samples['recommender_requests_total{protocol="v1",status="400"}'] >= 1
+    assert (
+        samples['recommender_fallbacks_total{kind="unknown_user:popular_items"}'] >= 1
+    )
+    assert samples['recommender_model_version_info{version="1"}'] == 1
+    assert samples["recommender_degraded"] == 0
+    assert samples['recommender_request_seconds_count{protocol="v1"}'] >= 2
+
+
+def test_log_lines_are_json_without_tracebacks_for_client_errors(
+    running: Running,
+) -> None:
+    import io
+    import logging
+
+    from interest_graph.serving.observe import configure_logging
+
+    names = ("interest_graph", "kserve", "kserve.trace", "uvicorn", "uvicorn.error")
+    saved = {
+        n: (logging.getLogger(n).handlers, logging.getLogger(n).propagate)
+        for n in names
+    }
+    kserve_level = logging.getLogger("kserve").level
+    logging.getLogger("kserve").setLevel(logging.INFO)
+    buffer = io.StringIO()
+    configure_logging("json", buffer)
+    try:
+        ok = httpx.post(
+            f"{running.http}/v1/models/recommender:predict",
+            json={"instances": [{"user_id": "stranger", "k": 2}]},
+            headers={"x-request-id": "req-42"},
+        )
+        bad = _v1(running, {"instances": [{"user_id": ["x"]}]})
+        assert (ok.status_code, bad.status_code) == (200, 400)
+    finally:
+        for name, (handlers, propagate) in saved.items():
+            logging.getLogger(name).handlers = handlers
+            logging.getLogger(name).propagate = propagate
+        logging.getLogger("kserve").setLevel(kserve_level)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert lines and all("traceback" not in line for line in lines)
+    (mine,) = [line for line in lines if line.get("request_id") == "req-42"]
+    assert mine["status"] == 200
+    assert mine["model_version"] == "1"
+    assert mine["fallbacks"] == ["unknown_user:popular_items"]
+    assert mine["latency_ms"] > 0
+    assert any(line.get("status") == 400 for line in lines)
+    client_errors = [line for line in lines if "client error" in line["message"]]
+    assert client_errors and client_errors[0]["level"] == "warning"

@@ -25,6 +25,7 @@ from interest_graph.serving.kserve_compat import (
     Model,
 )
 from interest_graph.serving.model import ServingModel
+from interest_graph.serving.observe import record_call, record_state
 from interest_graph.serving.protocol import (
     V2_INPUT_TYPES,
     V2_OUTPUT_TYPES,
@@ -73,12 +74,14 @@ class RecommenderModel(Model):
         """Load the model (``ready`` once it can answer)."""
         self.serving = self._load_model()
         self.ready = True
+        record_state(self.serving.version)
         return self.ready
 
     def swap(self, serving: ServingModel) -> None:
         """Answer with ``serving`` from the next call on (one reference write)."""
         self.serving = serving
         self.reloads += 1
+        record_state(serving.version)
 
     async def __call__(
         self,
@@ -138,6 +141,14 @@ class RecommenderModel(Model):
             if call.protocol == "v1"
             else v2_response(call, self.name)
         )
+        recommendations = call.recommendations
+        record_call(
+            call.protocol,
+            call.request_id,
+            recommendations[0].model_version,
+            [r.fallback for r in recommendations],
+            time.perf_counter() - call.started,
+        )
         if self.inference_log is not None:
             self.inference_log.record(
                 call.protocol,
@@ -155,6 +166,10 @@ class RecommenderModel(Model):
     def get_output_types(self) -> list[dict[str, Any]]:
         return V2_OUTPUT_TYPES
 
+    def degraded(self) -> bool:
+        """True while the feature store is unavailable (fallbacks flagged)."""
+        return self.features.status == "unavailable"
+
     def status(self) -> dict[str, Any]:
         """What readiness cannot say: version, feature store, reloads, log."""
         serving = self.serving
@@ -168,7 +183,7 @@ class RecommenderModel(Model):
             "index": None if serving is None else serving.index.kind,
             "feature_store": feature_store,
             "feature_store_error": getattr(self.features, "last_error", None),
-            "degraded": feature_store == "unavailable",
+            "degraded": self.degraded(),
             "reloads": self.reloads,
             "inference_log": (
                 None

@@ -28,6 +28,7 @@ from interest_graph.serving import MODEL_NAME
 from interest_graph.serving.history import UserHistory
 from interest_graph.serving.inference_log import InferenceLog
 from interest_graph.serving.model import ServingModel, load_serving_model
+from interest_graph.serving.observe import configure_logging
 from interest_graph.serving.predictor import RecommenderModel
 from interest_graph.serving.reload import HotReloader
 from interest_graph.serving.user_features import (
@@ -191,6 +192,7 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
     from fastapi.responses import ORJSONResponse
 
     from interest_graph.serving.limits import RequestGuard
+    from interest_graph.serving.observe import DEGRADED, AccessLog, install_drain
 
     app.add_middleware(
         RequestGuard,
@@ -199,7 +201,17 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
         body_timeout_s=config.body_timeout_s,
         repository_enabled=config.model_repository_enabled,
     )
+    app.add_middleware(AccessLog, sample_rate=config.access_log_sample_rate)
     app.state.service = service
+    DEGRADED.set_function(lambda: float(app.state.service.predictor.degraded()))
+
+    async def drain_on_sigterm() -> None:
+        # At startup uvicorn has installed its signal handlers: this one wraps
+        # them (signals reach only the main thread; tests run the app elsewhere).
+        if threading.current_thread() is threading.main_thread():
+            install_drain(app.state.service_dataplane, config.drain_seconds)
+
+    app.router.on_startup.append(drain_on_sigterm)
 
     async def not_valid(_: Any, exc: Exception) -> ORJSONResponse:
         errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
@@ -277,6 +289,7 @@ def serve(settings: Settings) -> None:
     )
     secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
+    configure_logging(config.log_format)
     if service.reloader is not None:
         service.reloader.start()
     server.start([service.predictor])
@@ -311,6 +324,7 @@ def serve_transformer(
     )
     secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
+    configure_logging(config.log_format)
     server.start([transformer])
 
 

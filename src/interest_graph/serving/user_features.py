@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from interest_graph.logs import get_logger
+from interest_graph.serving.observe import FEATURE_READ
 from interest_graph.serving.requests import UserFeatures
 
 log = get_logger("serving.user_features")
@@ -207,6 +208,7 @@ class DeadlineLookup:
         try:
             found = await asyncio.wait_for(future, seconds)
         except TimeoutError:
+            FEATURE_READ.observe(seconds)
             self.timeouts += 1
             _count_failure(
                 source,
@@ -214,6 +216,7 @@ class DeadlineLookup:
             )
             return down
         self.last_seconds = time.perf_counter() - started
+        FEATURE_READ.observe(self.last_seconds)
         return found
 
     def _read(
