@@ -621,7 +621,54 @@ def test_inference_log_records_calls(running: Running) -> None:
     assert record["protocol"] == "v1"
     assert record["model_version"] == "1"
     assert record["latency_ms"] > 0
-    assert record["response"] == response.json()["predictions"]
+    (answer,) = response.json()["predictions"]
+    (logged,) = record["response"]
+    assert logged["user_id"] == answer["user_id"] == "U009"
+    assert logged["fallback"] == answer["fallback"]
+    assert logged["model_version"] == answer["model_version"]
+    # What the monitoring reads of each item; titles and reasons are left out.
+    assert logged["items"] == [
+        {
+            "item_id": i["item_id"],
+            "score": pytest.approx(i["score"], abs=1e-5),
+            "category": i["category"],
+        }
+        for i in answer["items"]
+    ]
+
+
+def test_inference_log_bytes_per_call_and_rotation(
+    running: Running, tmp_path: Path
+) -> None:
+    from interest_graph.monitoring.inference_log import read_inference_log
+
+    log = running.predictor.inference_log
+    assert log is not None
+    log.flush()
+    before = log.bytes_written, log.written
+    calls = 50
+    for i in range(calls):
+        response = _v1(running, {"instances": [{"user_id": f"U{i % 30:03d}", "k": 20}]})
+        assert response.status_code == 200
+    log.flush()
+    per_call = (log.bytes_written - before[0]) / (log.written - before[1])
+    assert log.written - before[1] == calls
+    assert per_call <= 1500, per_call  # k=20 with ids like I007; see the bench
+    sink = InferenceLog(
+        tmp_path / "log" / "inference-log.jsonl", max_bytes=4000, keep=3
+    )
+    line = [{"user_id": "U001", "items": [{"item_id": "I001", "score": 0.5}] * 20}]
+    for _ in range(8):  # the writer rotates after a write that passes the size
+        for _ in range(20):
+            sink.record("v1", [{"user_id": "U001"}], line, "1", 1.0)
+        sink.flush()
+    sink.close()
+    files = sorted((tmp_path / "log").iterdir())
+    rotated = [f for f in files if f.name.endswith(".jsonl.gz")]
+    assert sink.rotations > 3 and len(rotated) == 3  # only the newest kept
+    assert sum(f.stat().st_size for f in files) < 3 * 4000 + 4000
+    read = read_inference_log(tmp_path / "log")
+    assert read.corrupt_total == 0 and len(read.responses) > 0
 
 
 class HungRedis:

@@ -192,6 +192,8 @@ class RecommenderModel(Model):
                     "path": str(self.inference_log.path),
                     "written": self.inference_log.written,
                     "dropped": self.inference_log.dropped,
+                    "bytes_written": self.inference_log.bytes_written,
+                    "rotations": self.inference_log.rotations,
                 }
             ),
         }

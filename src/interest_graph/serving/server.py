@@ -108,7 +108,13 @@ def build_service(settings: Settings) -> Service:
     uri = config.model_uri
     current, load_version = registry_source(uri, settings, build)
     log_sink = (
-        InferenceLog(inference_log_path(settings))
+        InferenceLog(
+            inference_log_path(settings),
+            sample_rate=config.inference_log_sample_rate,
+            max_bytes=config.inference_log_max_bytes,
+            rotate_seconds=config.inference_log_rotate_seconds,
+            keep=config.inference_log_keep,
+        )
         if config.inference_log_enabled
         else None
     )
