@@ -405,7 +405,7 @@ def test_one_yaml_serves_every_profile(tmp_path: Path) -> None:
     )
     assert production.online_store.type == "redis"
     assert production.online_store.connection_string == (
-        "redis.prod:6380,ssl=true,socket_connect_timeout=1,retry=null"
+        "redis.prod:6380,ssl=true,socket_connect_timeout=1,socket_timeout=1,retry=null"
     )
     assert production.registry.path == "s3://bucket/registry.db"
     assert (production.offline_store.type, production.offline_store.port) == (

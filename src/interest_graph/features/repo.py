@@ -62,7 +62,12 @@ DEFAULTS: dict[str, str] = {
 # Serving falls back when Redis is down, so fail within a second instead of
 # redis-py's default three retries with up to 10 s of backoff. Feast passes these
 # connection string parameters to redis-py; a value given in the string wins.
-_REDIS_FAIL_FAST = {"socket_connect_timeout": "1", "retry": "null"}
+_REDIS_FAIL_FAST = {
+    "socket_connect_timeout": "1",
+    # A Redis that accepts and never answers must not hold a reader for ever.
+    "socket_timeout": "1",
+    "retry": "null",
+}
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
