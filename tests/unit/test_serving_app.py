@@ -36,7 +36,7 @@ from interest_graph.serving.model import ServingModel, load_serving_model
 from interest_graph.serving.predictor import RecommenderModel
 from interest_graph.serving.reload import HotReloader
 from interest_graph.serving.server import Service, harden_app, secure_server
-from interest_graph.serving.user_features import FeastUserFeatures
+from interest_graph.serving.user_features import SLOW_READS_TO_TRIP, FeastUserFeatures
 
 CATEGORIES = ("garden", "kitchen", "toys", "lamps")
 N_USERS, N_ITEMS, DIM = 30, 80, 8
@@ -769,12 +769,17 @@ def test_a_hung_feature_store_costs_calls_their_deadline_and_probes_answer(
             # The default deadline on a fresh source: a flagged answer in time.
             predictor.config = config
             predictor.features = FeastUserFeatures(predictor.features._open_lookup)
-            started = time.perf_counter()
-            answer = _v1(running, {"instances": [{"user_id": "stranger", "k": 3}]})
-            assert time.perf_counter() - started < 1.0
-            assert answer.status_code == 200, answer.text
-            (stranger,) = answer.json()["predictions"]
-            assert stranger["fallback"] == "feature_store_unavailable:popular_items"
+            for attempt in range(SLOW_READS_TO_TRIP):
+                status_body = httpx.get(f"{running.http}/v2/models/recommender/status")
+                # One slow read costs only its own call: no cool-down until the
+                # reads are slow SLOW_READS_TO_TRIP times in a row.
+                assert status_body.json()["feature_store_error"] is None, attempt
+                started = time.perf_counter()
+                answer = _v1(running, {"instances": [{"user_id": "stranger", "k": 3}]})
+                assert time.perf_counter() - started < 1.0
+                assert answer.status_code == 200, answer.text
+                (stranger,) = answer.json()["predictions"]
+                assert stranger["fallback"] == "feature_store_unavailable:popular_items"
             status_body = httpx.get(f"{running.http}/v2/models/recommender/status")
             assert "took over 50 ms" in status_body.json()["feature_store_error"]
     finally:
