@@ -26,7 +26,10 @@ SCHEMAS = REPO.parent / "shared" / "schemas"
 KUBERNETES_VERSION = "1.33.0"
 # The CRD files of the custom resources the manifests use, by (group, kind).
 CRD_FILES = {
-    ("serving.kserve.io", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
+    (
+        "serving.kserve.io",
+        "InferenceService",
+    ): "kserve/serving.kserve.io_inferenceservices.yaml",
     ("ray.io", "RayCluster"): "kuberay/ray.io_rayclusters.yaml",
     ("ray.io", "RayJob"): "kuberay/ray.io_rayjobs.yaml",
     ("feast.dev", "FeatureStore"): "feast/feast.dev_featurestores.yaml",
@@ -160,7 +163,9 @@ def pod_specs(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY", "CONNECTION_STRING")
 
 
-def _container_findings(where: str, container: dict[str, Any], pod: dict[str, Any]) -> list[str]:
+def _container_findings(
+    where: str, container: dict[str, Any], pod: dict[str, Any]
+) -> list[str]:
     found = []
     pod_context = pod.get("securityContext") or {}
     context = container.get("securityContext") or {}
@@ -192,7 +197,11 @@ def _container_findings(where: str, container: dict[str, Any], pod: dict[str, An
     if not tag or tag == "latest":
         found.append(f"{where}: image {image!r} has no fixed tag")
     emptydirs = {v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v}
-    scratch = {m["mountPath"] for m in container.get("volumeMounts") or [] if m["name"] in emptydirs}
+    scratch = {
+        m["mountPath"]
+        for m in container.get("volumeMounts") or []
+        if m["name"] in emptydirs
+    }
     if "/tmp" not in scratch:
         found.append(f"{where}: no emptyDir on /tmp under a read-only root")
     for variable in container.get("env") or []:
@@ -227,8 +236,8 @@ def broken(docs: list[Doc], kind: str, dotted: str, value: Any) -> list[Doc]:
     target = next(doc for doc in copied if doc["kind"] == kind)
     *parents, last = dotted.split(".")
     node: Any = target
-    for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node[step]
     key: Any = int(last) if isinstance(node, list) else last
     if value is None:
         del node[key]

@@ -76,7 +76,12 @@ def test_core_kinds_pass_kubernetes_validate_strict(
     rendered: dict[str, list[ms.Doc]], overlay: str
 ) -> None:
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (dev extra)")
-    errors = [e for doc in rendered[overlay] if not ms.is_custom(doc) for e in ms.core_errors(doc)]
+    errors = [
+        e
+        for doc in rendered[overlay]
+        if not ms.is_custom(doc)
+        for e in ms.core_errors(doc)
+    ]
     assert errors == []
 
 
@@ -85,7 +90,10 @@ def test_kubernetes_validate_strict_refuses_an_unknown_field(
 ) -> None:
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (dev extra)")
     docs = ms.broken(
-        rendered["prod"], "Deployment", "spec.template.spec.containers.0.readinesProbe", {}
+        rendered["prod"],
+        "Deployment",
+        "spec.template.spec.containers.0.readinesProbe",
+        {},
     )
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     assert any("readinesProbe" in e for e in ms.core_errors(deployment))
@@ -103,7 +111,11 @@ def test_custom_resources_pass_their_crd_schemas(
 ) -> None:
     _schemas_present()
     customs = [doc for doc in rendered[overlay] if ms.is_custom(doc)]
-    assert {doc["kind"] for doc in customs} == {"InferenceService", "RayCluster", "RayJob"}
+    assert {doc["kind"] for doc in customs} == {
+        "InferenceService",
+        "RayCluster",
+        "RayJob",
+    }
     assert [e for doc in customs for e in ms.custom_resource_errors(doc)] == []
 
 
@@ -112,8 +124,18 @@ def test_custom_resources_pass_their_crd_schemas(
     [
         # unknown fields, where the CRD lists the fields an object takes
         ("InferenceService", "spec.predictor.minReplica", 2, "minReplica"),
-        ("InferenceService", "spec.transformer.containers.0.readinesProbe", {}, "readinesProbe"),
-        ("RayCluster", "spec.workerGroupSpecs.0.template.spec.nodeSelektor", {}, "nodeSelektor"),
+        (
+            "InferenceService",
+            "spec.transformer.containers.0.readinesProbe",
+            {},
+            "readinesProbe",
+        ),
+        (
+            "RayCluster",
+            "spec.workerGroupSpecs.0.template.spec.nodeSelektor",
+            {},
+            "nodeSelektor",
+        ),
         ("RayJob", "spec.entrypointt", "x", "entrypointt"),
         # wrong values
         ("InferenceService", "spec.predictor.scaleMetric", "latency", "latency"),
@@ -126,7 +148,9 @@ def test_crd_validation_refuses_what_the_operator_would(
     rendered: dict[str, list[ms.Doc]], kind: str, dotted: str, value: Any, expected: str
 ) -> None:
     _schemas_present()
-    doc = next(d for d in ms.broken(rendered["prod"], kind, dotted, value) if d["kind"] == kind)
+    doc = next(
+        d for d in ms.broken(rendered["prod"], kind, dotted, value) if d["kind"] == kind
+    )
     errors = ms.custom_resource_errors(doc)
     assert any(expected in e for e in errors), errors
 
@@ -136,7 +160,12 @@ def test_crd_validation_keeps_open_what_the_crd_leaves_open(
 ) -> None:
     """Labels, annotations and rayStartParams are free-form maps in the CRDs."""
     _schemas_present()
-    docs = ms.broken(rendered["prod"], "RayCluster", "spec.headGroupSpec.rayStartParams.block", "true")
+    docs = ms.broken(
+        rendered["prod"],
+        "RayCluster",
+        "spec.headGroupSpec.rayStartParams.block",
+        "true",
+    )
     docs = ms.broken(docs, "InferenceService", "spec.predictor.labels.team", "shop")
     for doc in docs:
         if ms.is_custom(doc):
@@ -178,7 +207,10 @@ def test_inference_service_serves_as_kserve_expects(
     rendered: dict[str, list[ms.Doc]],
 ) -> None:
     isvc = _isvc(rendered["prod"])
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert (
+        isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+        == "Standard"
+    )
     predictor, transformer = isvc["spec"]["predictor"], isvc["spec"]["transformer"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (3, 20)
     assert predictor["scaleMetric"] == "cpu" and predictor["scaleTarget"] == 60
@@ -191,7 +223,8 @@ def test_inference_service_serves_as_kserve_expects(
         assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
         assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     env = {e["name"]: e for e in predictor["containers"][0]["env"]}
-    assert env["INTEREST_GRAPH__REGISTRY__TRACKING_URI"]["valueFrom"]["secretKeyRef"] == {
+    tracking_uri = env["INTEREST_GRAPH__REGISTRY__TRACKING_URI"]
+    assert tracking_uri["valueFrom"]["secretKeyRef"] == {
         "name": "interest-graph-registry", "key": "tracking-uri"
     }  # fmt: skip
     assert "--transformer" in transformer["containers"][0]["args"]
@@ -213,9 +246,18 @@ def test_dev_is_small_and_prod_has_gpus_and_postgres(
         pod = groups[0]["template"]["spec"]
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    mlflow = next(d for d in prod if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow")
-    env = {e["name"]: e for e in mlflow["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "interest-graph-mlflow-db"
+    mlflow = next(
+        d
+        for d in prod
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow"
+    )
+    env = {
+        e["name"]: e for e in mlflow["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (
+        env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"]
+        == "interest-graph-mlflow-db"
+    )
 
 
 def test_canary_takes_a_share_beside_the_champion(
@@ -224,15 +266,24 @@ def test_canary_takes_a_share_beside_the_champion(
     assert "canary" not in _isvc(rendered["prod"])["spec"]
     (canary,) = _isvc(rendered["prod-canary"])["spec"]["canary"]
     assert canary["trafficPercent"] == 10
-    env = {e["name"]: e.get("value") for e in canary["predictor"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in canary["predictor"]["containers"][0]["env"]
+    }
     assert env["INTEREST_GRAPH__SERVING__MODEL_URI"] == "models:/recommender@challenger"
     assert not {"minReplicas", "maxReplicas", "scaleMetric"} & set(canary["predictor"])
 
 
 def test_network_policies_deny_by_default(rendered: dict[str, list[ms.Doc]]) -> None:
-    policies = {d["metadata"]["name"]: d["spec"] for d in rendered["prod"] if d["kind"] == "NetworkPolicy"}
+    policies = {
+        d["metadata"]["name"]: d["spec"]
+        for d in rendered["prod"]
+        if d["kind"] == "NetworkPolicy"
+    }
     deny = policies["default-deny-all"]
-    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {
+        "Ingress",
+        "Egress",
+    }
     assert "ingress" not in deny and "egress" not in deny
     labelled = {
         tuple(sorted(d["spec"]["template"]["metadata"]["labels"].items()))
@@ -242,7 +293,8 @@ def test_network_policies_deny_by_default(rendered: dict[str, list[ms.Doc]]) -> 
     for labels in labelled:  # every workload has a policy of its own
         name = dict(labels)["app.kubernetes.io/name"]
         assert any(
-            p["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == name
+            p["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+            == name
             for p in policies.values()
         ), name
 
@@ -267,25 +319,42 @@ def test_every_pod_keeps_the_secure_defaults(
     docs = rendered[overlay]
     walked = {ms.name_of(d): len(list(ms.pod_specs(d.get("spec", {})))) for d in docs}
     # the walk reaches the pods inside custom resources, not only Deployments
-    assert walked["InferenceService/recommender"] == (3 if overlay == "prod-canary" else 2)
+    assert walked["InferenceService/recommender"] == (
+        3 if overlay == "prod-canary" else 2
+    )
     assert walked["RayCluster/tune"] == 2 and walked["RayJob/tune-search"] == 2
     assert ms.security_findings(docs) == []
+
+
+POD = "spec.template.spec."
+CONTAINER = POD + "containers.0."
+SECURITY = "containers.0.securityContext."
+RAY_WORKER = "spec.workerGroupSpecs.0.template.spec."
+INLINED = {"name": "REDIS_CONNECTION_STRING", "value": "redis:6379,password=x"}
+UNCONFINED = {"type": "Unconfined"}
 
 
 @pytest.mark.parametrize(
     ("kind", "dotted", "value", "expected"),
     [
-        ("Deployment", "spec.template.spec.containers.0.securityContext.readOnlyRootFilesystem", False, "readOnlyRootFilesystem"),
-        ("InferenceService", "spec.transformer.containers.0.securityContext.allowPrivilegeEscalation", True, "allowPrivilegeEscalation"),
-        ("InferenceService", "spec.predictor.containers.0.securityContext.capabilities.drop", ["NET_RAW"], "drop ALL"),
-        ("RayJob", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.containers.0.securityContext.seccompProfile", {"type": "Unconfined"}, "seccompProfile"),
-        ("RayCluster", "spec.headGroupSpec.template.spec.containers.0.securityContext.seccompProfile", {"type": "Unconfined"}, "seccompProfile"),
-        ("RayCluster", "spec.workerGroupSpecs.0.template.spec.containers.0.securityContext.runAsNonRoot", False, "runAsNonRoot"),
-        ("Deployment", "spec.template.spec.containers.0.securityContext.runAsUser", 0, "uid 0"),
-        ("Job", "spec.template.spec.containers.0.resources.limits", None, "resources.limits"),
-        ("Deployment", "spec.template.spec.containers.0.image", "interest-graph-serving:latest", "no fixed tag"),
-        ("Deployment", "spec.template.spec.containers.0.volumeMounts", [], "/tmp"),
-        ("InferenceService", "spec.transformer.containers.0.env.1", {"name": "REDIS_CONNECTION_STRING", "value": "redis:6379,password=x"}, "inlined"),
+        ("Deployment", POD + SECURITY + "readOnlyRootFilesystem", False,
+         "readOnlyRootFilesystem"),
+        ("InferenceService", "spec.transformer." + SECURITY
+         + "allowPrivilegeEscalation", True, "allowPrivilegeEscalation"),
+        ("InferenceService", "spec.predictor." + SECURITY + "capabilities.drop",
+         ["NET_RAW"], "drop ALL"),
+        ("RayJob", "spec.rayClusterSpec" + RAY_WORKER[4:] + SECURITY
+         + "seccompProfile", UNCONFINED, "seccompProfile"),
+        ("RayCluster", "spec.headGroupSpec.template.spec." + SECURITY
+         + "seccompProfile", UNCONFINED, "seccompProfile"),
+        ("RayCluster", RAY_WORKER + SECURITY + "runAsNonRoot", False, "runAsNonRoot"),
+        ("Deployment", POD + SECURITY + "runAsUser", 0, "uid 0"),
+        ("Job", CONTAINER + "resources.limits", None, "resources.limits"),
+        ("Deployment", CONTAINER + "image", "interest-graph-serving:latest",
+         "no fixed tag"),
+        ("Deployment", CONTAINER + "volumeMounts", [], "/tmp"),
+        ("InferenceService", "spec.transformer.containers.0.env.1", INLINED,
+         "inlined"),
     ],
 )  # fmt: skip
 def test_the_walk_catches_one_broken_setting(
@@ -296,17 +365,21 @@ def test_the_walk_catches_one_broken_setting(
 
 
 def test_the_walk_refuses_an_inlined_secret(rendered: dict[str, list[ms.Doc]]) -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "stringData": {"k": "v"}}
-    assert ms.security_findings([*rendered["dev"], secret]) == ["Secret/x: a Secret inlined in the manifests"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "x"},
+        "stringData": {"k": "v"},
+    }
+    assert ms.security_findings([*rendered["dev"], secret]) == [
+        "Secret/x: a Secret inlined in the manifests"
+    ]
 
 
 # --- checkov ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", ms.OVERLAYS)
-def test_checkov_finds_nothing_unjustified(
-    rendered: dict[str, list[ms.Doc]], overlay: str, tmp_path: Path
-) -> None:
+def _checkov(docs: list[ms.Doc], folder: Path) -> dict[str, Any]:
     binary = ms.checkov()
     if binary is None:
         pytest.skip(
@@ -315,17 +388,34 @@ def test_checkov_finds_nothing_unjustified(
         )
     import yaml
 
-    target = tmp_path / f"{overlay}.yaml"
-    target.write_text(yaml.safe_dump_all(rendered[overlay]))
+    target = folder / "rendered.yaml"
+    target.write_text(yaml.safe_dump_all(docs))
     done = subprocess.run(
-        [binary, "--skip-download", "--quiet", "--compact", "--framework", "kubernetes",
+        [binary, "--skip-download", "--compact", "--framework", "kubernetes",
          "-f", str(target), "-o", "json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=folder,
     )  # fmt: skip
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+@pytest.mark.parametrize("overlay", ms.OVERLAYS)
+def test_checkov_finds_nothing_unjustified(
+    rendered: dict[str, list[ms.Doc]], overlay: str, tmp_path: Path
+) -> None:
+    report = _checkov(rendered[overlay], tmp_path)
     results = report["results"]
     failed = [f"{c['check_id']} {c['resource']}" for c in results["failed_checks"]]
     assert failed == []
     skipped = results["skipped_checks"]
     assert all(c["check_result"].get("suppress_comment") for c in skipped)
     assert report["summary"]["passed"] > 0
+
+
+def test_checkov_sees_a_writable_root(
+    rendered: dict[str, list[ms.Doc]], tmp_path: Path
+) -> None:
+    dotted = "spec.template.spec.containers.0.securityContext.readOnlyRootFilesystem"
+    docs = ms.broken(rendered["prod"], "Deployment", dotted, False)
+    failed = _checkov(docs, tmp_path)["results"]["failed_checks"]
+    assert [c["check_id"] for c in failed] == ["CKV_K8S_22"]
