@@ -46,9 +46,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _predictor(docs: list[ms.Doc]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _component(
+    docs: list[ms.Doc], role: str = "predictor"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     isvc = next(doc for doc in docs if doc["kind"] == "InferenceService")
-    component = isvc["spec"]["predictor"]
+    component = isvc["spec"][role]
     return component, component["containers"][0]
 
 
@@ -75,14 +77,21 @@ def _environment(container: dict[str, Any], docs: list[ms.Doc]) -> dict[str, str
 
 
 def docker_command(
-    docs: list[ms.Doc], image: str, name: str, model_dir: Path, ports: dict[int, int]
+    docs: list[ms.Doc],
+    image: str,
+    name: str,
+    ports: dict[int, int],
+    *,
+    role: str = "predictor",
+    model_dir: Path | None = None,
+    kserve_args: tuple[str, ...] = (),
 ) -> list[str]:
-    """`docker run` for the predictor as the manifest describes it."""
-    component, container = _predictor(docs)
+    """`docker run` for the ``role`` container as the manifest describes it;
+    ``kserve_args`` are what KServe appends (the transformer's predictor host)."""
+    component, container = _component(docs, role)
     pod_context = component["securityContext"]
     context = container["securityContext"]
     environment = _environment(container, docs)
-    environment["INTEREST_GRAPH__SERVING__MODEL_URI"] = STORAGE_URI
     command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
     command += ["--user", f"{pod_context['runAsUser']}:{pod_context['runAsGroup']}"]
     if context["readOnlyRootFilesystem"]:
@@ -96,12 +105,31 @@ def docker_command(
         if mount["name"] in emptydirs:
             command += ["--tmpfs", mount["mountPath"]]
     limits = container["resources"]["limits"]
-    command += ["--cpus", str(limits["cpu"]), "--memory", str(limits["memory"]) + "B"]
-    command += ["-v", f"{model_dir.resolve()}:{STORAGE_URI}:ro"]
+    cpu = str(limits["cpu"])
+    cpus = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    command += ["--cpus", str(cpus), "--memory", str(limits["memory"]) + "B"]
+    if model_dir is not None:
+        environment["INTEREST_GRAPH__SERVING__MODEL_URI"] = STORAGE_URI
+        command += ["-v", f"{model_dir.resolve()}:{STORAGE_URI}:ro"]
     for key, value in sorted(environment.items()):
         command += ["-e", f"{key}={value}"]
     args = [str(ports.get(int(a), a)) if a.isdigit() else a for a in container["args"]]
-    return [*command, image, *args]
+    return [*command, image, *args, *kserve_args]
+
+
+def _started(command: list[str], name: str, url: str) -> subprocess.Popen[str]:
+    """Run ``command`` until ``url`` answers 200 (fails with the output if not)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 90
+    while _status(url) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+            output = process.communicate(timeout=30)[0]
+            pytest.fail(f"{name} never became ready:\n{output[-4000:]}")
+        time.sleep(0.2)
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -160,35 +188,71 @@ def _status(url: str) -> int:
 def predictor(
     serving_image: str, dev_docs: list[ms.Doc], model_folder: tuple[Path, list[str]]
 ) -> Iterator[dict[int, int]]:
-    """The running container; maps the manifest's ports to the ones used here."""
+    """The running predictor; maps the manifest's ports to the ones used here."""
     ports = {8080: _free_port(), 8081: _free_port()}
-    name = f"interest-graph-manifest-{uuid.uuid4().hex[:10]}"
-    command = docker_command(dev_docs, serving_image, name, model_folder[0], ports)
-    _, container = _predictor(dev_docs)
-    ready = container["readinessProbe"]["httpGet"]
-    url = f"http://127.0.0.1:{ports[ready['port']]}{ready['path']}"
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    name = f"interest-graph-predictor-{uuid.uuid4().hex[:10]}"
+    command = docker_command(
+        dev_docs, serving_image, name, ports, model_dir=model_folder[0]
     )
+    ready = _component(dev_docs)[1]["readinessProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{ports[ready['port']]}{ready['path']}"
+    process = _started(command, name, url)
     try:
-        deadline = time.monotonic() + 90
-        while _status(url) != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
-                output = process.communicate(timeout=30)[0]
-                pytest.fail(f"the predictor never became ready:\n{output[-4000:]}")
-            time.sleep(0.2)
         yield ports
     finally:
         subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
         process.wait(timeout=60)
 
 
+@pytest.fixture(scope="module")
+def transformer(
+    serving_image: str, dev_docs: list[ms.Doc], predictor: dict[int, int]
+) -> Iterator[dict[int, int]]:
+    """The transformer in front of the predictor, with the manifest's Feast
+    settings; the stand-in Redis and S3 do not answer, so it serves fallbacks."""
+    ports = {8080: _free_port(), 8081: _free_port()}
+    name = f"interest-graph-transformer-{uuid.uuid4().hex[:10]}"
+    kserve_args = (
+        "--predictor_host", f"127.0.0.1:{predictor[8080]}",
+        "--http_port", str(ports[8080]),
+    )  # fmt: skip
+    command = docker_command(
+        dev_docs,
+        serving_image,
+        name,
+        ports,
+        role="transformer",
+        kserve_args=kserve_args,
+    )
+    ready = _component(dev_docs, "transformer")[1]["readinessProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{ports[ready['port']]}{ready['path']}"
+    process = _started(command, name, url)
+    try:
+        yield ports
+    finally:
+        subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+        process.wait(timeout=60)
+
+
+def _answers(ports: dict[int, int], user: str) -> dict[str, dict[str, Any]]:
+    from interest_graph.serving.client import RecommenderClient
+
+    http = f"http://127.0.0.1:{ports[8080]}"
+    answers = {
+        protocol: RecommenderClient(http, protocol=protocol).recommend(user, k=5)
+        for protocol in ("v1", "v2")
+    }
+    grpc = RecommenderClient(f"127.0.0.1:{ports[8081]}", protocol="grpc")
+    answers["grpc"] = grpc.recommend(user, k=5)
+    return answers
+
+
 def test_the_command_follows_the_manifest(
     dev_docs: list[ms.Doc], tmp_path: Path
 ) -> None:
     """Offline: what the docker run says comes from the manifest."""
-    command = docker_command(dev_docs, "image:1", "n", tmp_path, {8080: 1, 8081: 2})
+    ports = {8080: 1, 8081: 2}
+    command = docker_command(dev_docs, "image:1", "n", ports, model_dir=tmp_path)
     joined = " ".join(command)
     assert "--user 1000:1000" in joined and "--read-only" in command
     assert "--cap-drop ALL" in joined and "no-new-privileges" in command
@@ -205,23 +269,35 @@ def test_the_predictor_answers_probes_v1_v2_and_grpc(
     dev_docs: list[ms.Doc],
     model_folder: tuple[Path, list[str]],
 ) -> None:
-    from interest_graph.serving.client import RecommenderClient
-
-    _, container = _predictor(dev_docs)
+    _, container = _component(dev_docs)
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         get = container[probe]["httpGet"]
         assert _status(f"http://127.0.0.1:{predictor[get['port']]}{get['path']}") == 200
-    http = f"http://127.0.0.1:{predictor[8080]}"
-    users = model_folder[1]
-    answers = {
-        protocol: RecommenderClient(http, protocol=protocol).recommend(users[0], k=5)
-        for protocol in ("v1", "v2")
-    }
-    grpc = RecommenderClient(f"127.0.0.1:{predictor[8081]}", protocol="grpc")
-    answers["grpc"] = grpc.recommend(users[0], k=5)
+    answers = _answers(predictor, model_folder[1][0])
     items = {protocol: _item_ids(answer) for protocol, answer in answers.items()}
     assert len(items["v1"]) == 5
     assert items["v1"] == items["v2"] == items["grpc"]
+
+
+@pytest.mark.docker
+def test_the_transformer_answers_in_front_of_it_without_feast(
+    transformer: dict[int, int],
+    predictor: dict[int, int],
+    dev_docs: list[ms.Doc],
+    model_folder: tuple[Path, list[str]],
+) -> None:
+    _, container = _component(dev_docs, "transformer")
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        port = transformer[get["port"]]
+        assert _status(f"http://127.0.0.1:{port}{get['path']}") == 200
+    user = model_folder[1][0]
+    answers = _answers(transformer, user)
+    for answer in answers.values():
+        assert answer["fallback"] == "feature_store_unavailable"
+    items = {protocol: _item_ids(answer) for protocol, answer in answers.items()}
+    assert items["v1"] == items["v2"] == items["grpc"]
+    assert items["v1"] == _item_ids(_answers(predictor, user)["v1"])
 
 
 def _item_ids(answer: dict[str, Any]) -> list[str]:
