@@ -37,7 +37,7 @@ def _kinds(docs: list[ms.Doc]) -> set[str]:
 
 
 EXPECTED_KINDS = {
-    "Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy",
+    "Namespace", "ServiceAccount", "NetworkPolicy",
     "ConfigMap", "Service", "Deployment", "Job", "PodDisruptionBudget",
     "InferenceService", "RayCluster", "RayJob",
 }  # fmt: skip
@@ -299,14 +299,22 @@ def test_network_policies_deny_by_default(rendered: dict[str, list[ms.Doc]]) -> 
         ), name
 
 
-def test_the_pipeline_runner_may_only_read_inference_services(
+def test_no_workload_gets_kubernetes_api_access(
     rendered: dict[str, list[ms.Doc]],
 ) -> None:
-    roles = [d for d in rendered["prod"] if d["kind"] in ("Role", "ClusterRole")]
-    verbs = {verb for role in roles for rule in role["rules"] for verb in rule["verbs"]}
-    assert verbs == {"get", "list", "watch"}
-    for account in (d for d in rendered["prod"] if d["kind"] == "ServiceAccount"):
+    rbac = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+    assert not rbac & _kinds(rendered["prod"])
+    accounts = {
+        d["metadata"]["name"]: d
+        for d in rendered["prod"]
+        if d["kind"] == "ServiceAccount"
+    }
+    for account in accounts.values():
         assert account["automountServiceAccountToken"] is False
+    for doc in rendered["prod"]:
+        for _, pod in ms.pod_specs(doc.get("spec", {})):
+            assert pod.get("serviceAccountName") in accounts, ms.name_of(doc)
+            assert pod.get("automountServiceAccountToken") is False
 
 
 # --- the secure-defaults walk -----------------------------------------------------
