@@ -302,3 +302,88 @@ def test_the_transformer_answers_in_front_of_it_without_feast(
 
 def _item_ids(answer: dict[str, Any]) -> list[str]:
     return [str(item["item_id"]) for item in answer["items"]]
+
+
+# --- the monitoring schedule Job, in the component image ---------------------------
+
+
+@pytest.fixture(scope="module")
+def components_image() -> str:
+    if not _images.docker_available():
+        pytest.skip("no Docker daemon answers (../shared/tools/docker-up.sh)")
+    tag = _images.image_tag("components")
+    if _images.image_bytes(tag) is None:
+        pytest.skip(f"{tag} is not built (make images)")
+    return tag
+
+
+IMAGE_LACKS_PIPELINES = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the component image has no /app/pipelines or /app/components, which "
+    "`interest-graph pipeline schedule` compiles from (components/Dockerfile)",
+)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    "mount_project",
+    [pytest.param(False, marks=IMAGE_LACKS_PIPELINES, id="image-as-built"),
+     pytest.param(True, id="pipelines-mounted")],
+)  # fmt: skip
+def test_the_schedule_job_calls_kfp_with_its_projected_token(
+    components_image: str, dev_docs: list[ms.Doc], tmp_path: Path, mount_project: bool
+) -> None:
+    """The Job's command, user and read-only root in the component image, against a
+    loopback stand-in for the KFP API that records what it is sent. As built, the
+    image cannot compile the pipeline; with this checkout's pipelines/ and
+    components/ mounted where the Job expects them, the rest of the chain runs."""
+    import http.server
+    import threading
+
+    seen: list[tuple[str, str]] = []
+
+    class StandIn(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            self.send_response(503)
+            self.end_headers()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    job = next(doc for doc in dev_docs if doc["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    token_dir = tmp_path / "token"
+    token_dir.mkdir()
+    (token_dir / "token").write_text("projected-token-14")
+    for path in (tmp_path, token_dir, token_dir / "token"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    token_mount = next(m for m in container["volumeMounts"] if m["name"] == "kfp-token")
+    environment = _environment(container, dev_docs)
+    environment["KFP_HOST"] = f"http://127.0.0.1:{server.server_address[1]}"
+    command = [_images.DOCKER, "run", "--rm", "--network", "host", "--read-only"]
+    command += ["--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    context = pod["securityContext"]
+    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+    command += ["-v", f"{token_dir}:{token_mount['mountPath']}:ro"]
+    if mount_project:
+        project = environment["INTEREST_GRAPH_PROJECT_DIR"]
+        for folder in ("pipelines", "components"):
+            command += ["-v", f"{ms.REPO / folder}:{project}/{folder}:ro"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    command += ["--entrypoint", container["command"][0], components_image]
+    command += container["command"][1:]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert done.returncode != 0  # the stand-in answers 503 to everything
+    assert seen, done.stdout + done.stderr
+    assert {header for _, header in seen} == {"Bearer projected-token-14"}
