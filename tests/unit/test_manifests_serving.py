@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -387,3 +388,56 @@ def test_the_schedule_job_calls_kfp_with_its_projected_token(
     assert done.returncode != 0  # the stand-in answers 503 to everything
     assert seen, done.stdout + done.stderr
     assert {header for _, header in seen} == {"Bearer projected-token-14"}
+
+
+def _kubelet_expand(argument: str, environment: dict[str, str]) -> str:
+    """$(VAR) in a command, as the kubelet expands it."""
+    for key, value in environment.items():
+        argument = argument.replace(f"$({key})", value)
+    return argument
+
+
+@pytest.mark.docker
+def test_the_dev_mlflow_server_starts_read_only(
+    components_image: str, dev_docs: list[ms.Doc]
+) -> None:
+    """dev's MLflow (sqlite on the scratch volume) with the manifest's command,
+    user, read-only root and tmpfs /tmp answers its readiness probe."""
+    deployment = next(
+        doc
+        for doc in dev_docs
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "mlflow"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environment = _environment(container, dev_docs)
+    port = _free_port()
+    ports = {container["ports"][0]["containerPort"]: port}
+    arguments = [
+        str(ports.get(int(a), a)) if a.isdigit() else _kubelet_expand(a, environment)
+        for a in container["command"]
+    ]
+    name = f"interest-graph-mlflow-{uuid.uuid4().hex[:10]}"
+    context = pod["securityContext"]
+    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
+    command += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    command += ["--entrypoint", arguments[0], components_image, *arguments[1:]]
+    probe = container["readinessProbe"]["httpGet"]
+    process = _started(command, name, f"http://127.0.0.1:{port}{probe['path']}")
+    try:
+        # the registry answers (sqlite created on the scratch volume) to the
+        # tracking URI's host name, and the DNS-rebinding guard refuses others
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search"
+        service = "mlflow.interest-graph.svc.cluster.local:5000"
+        request = urllib.request.Request(url, headers={"Host": service})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        request = urllib.request.Request(url, headers={"Host": "rebound.example"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(request, timeout=10)
+    finally:
+        subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+        process.wait(timeout=60)
