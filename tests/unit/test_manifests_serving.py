@@ -390,8 +390,14 @@ def test_the_schedule_job_calls_kfp_with_its_projected_token(
     assert {header for _, header in seen} == {"Bearer projected-token-14"}
 
 
-def _kubelet_expand(argument: str, environment: dict[str, str]) -> str:
-    """$(VAR) in a command, as the kubelet expands it."""
+def _here(argument: str, ports: dict[int, int], environment: dict[str, str]) -> str:
+    """A command's argument as run here: $(VAR) expanded as the kubelet does, the
+    manifest's ports mapped to free ones, and loopback for the all-interfaces
+    bind (the host network is shared)."""
+    if argument.isdigit():
+        return str(ports.get(int(argument), argument))
+    if argument == "0.0.0.0":
+        return "127.0.0.1"
     for key, value in environment.items():
         argument = argument.replace(f"$({key})", value)
     return argument
@@ -413,10 +419,7 @@ def test_the_dev_mlflow_server_starts_read_only(
     environment = _environment(container, dev_docs)
     port = _free_port()
     ports = {container["ports"][0]["containerPort"]: port}
-    arguments = [
-        str(ports.get(int(a), a)) if a.isdigit() else _kubelet_expand(a, environment)
-        for a in container["command"]
-    ]
+    arguments = [_here(a, ports, environment) for a in container["command"]]
     name = f"interest-graph-mlflow-{uuid.uuid4().hex[:10]}"
     context = pod["securityContext"]
     command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
@@ -438,6 +441,44 @@ def test_the_dev_mlflow_server_starts_read_only(
         request = urllib.request.Request(url, headers={"Host": "rebound.example"})
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(request, timeout=10)
+    finally:
+        subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+        process.wait(timeout=60)
+
+
+@pytest.mark.docker
+def test_the_feature_server_starts_read_only(
+    serving_image: str, dev_docs: list[ms.Doc]
+) -> None:
+    """`feast serve` with the manifest's command, environment, user and read-only
+    root answers its probes. No S3 here: the registry is a file on the scratch
+    volume instead of the ConfigMap's s3:// path."""
+    deployment = next(
+        doc
+        for doc in dev_docs
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "feature-server"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environment = _environment(container, dev_docs)
+    assert environment["FEAST_REGISTRY"].startswith("s3://")
+    environment["FEAST_REGISTRY"] = "/tmp/registry.db"
+    port = _free_port()
+    ports = {container["ports"][0]["containerPort"]: port}
+    arguments = [_here(a, ports, environment) for a in container["command"]]
+    name = f"interest-graph-feast-{uuid.uuid4().hex[:10]}"
+    context = pod["securityContext"]
+    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
+    command += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    command += ["--entrypoint", arguments[0], serving_image, *arguments[1:]]
+    probe = container["readinessProbe"]["httpGet"]
+    process = _started(command, name, f"http://127.0.0.1:{port}{probe['path']}")
+    try:
+        live = container["livenessProbe"]["httpGet"]["path"]
+        assert _status(f"http://127.0.0.1:{port}{live}") == 200
     finally:
         subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
         process.wait(timeout=60)
