@@ -118,12 +118,14 @@ def docker_command(
     return [*command, image, *args, *kserve_args]
 
 
-def _started(command: list[str], name: str, url: str) -> subprocess.Popen[str]:
+def _started(
+    command: list[str], name: str, url: str, timeout: float = 90
+) -> subprocess.Popen[str]:
     """Run ``command`` until ``url`` answers 200 (fails with the output if not)."""
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout
     while _status(url) != 200:
         if process.poll() is not None or time.monotonic() > deadline:
             subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
@@ -479,6 +481,57 @@ def test_the_feature_server_starts_read_only(
     try:
         live = container["livenessProbe"]["httpGet"]["path"]
         assert _status(f"http://127.0.0.1:{port}{live}") == 200
+    finally:
+        subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
+        process.wait(timeout=60)
+
+
+RAY_LACKS_DASHBOARD = pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="the component image has ray[tune] without ray[default]: the dashboard "
+    "(aiohttp_cors) is missing, so the head's probes, the dashboard and RayJob "
+    "submission cannot work (pyproject's training extra)",
+)
+
+
+@pytest.mark.docker
+@RAY_LACKS_DASHBOARD
+def test_the_ray_head_answers_its_probes(
+    components_image: str, dev_docs: list[ms.Doc]
+) -> None:
+    """The head as KubeRay starts it (`ray start --head` with the manifest's
+    rayStartParams), with the container's user, read-only root, tmpfs /tmp and
+    /dev/shm; every Ray port moved to a free one on this shared host network."""
+    cluster = next(doc for doc in dev_docs if doc["kind"] == "RayCluster")
+    head = cluster["spec"]["headGroupSpec"]
+    pod = head["template"]["spec"]
+    (container,) = pod["containers"]
+    gcs, dashboard, agent, client = (_free_port() for _ in range(4))
+    ports = {6379: gcs, 8265: dashboard, 52365: agent, 10001: client}
+    params = {**head["rayStartParams"], "dashboard-host": "127.0.0.1"}
+    start = ["ray", "start", "--head", "--block", f"--port={gcs}"]
+    start += [f"--{key}={value}" for key, value in params.items()]
+    start += [f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}"]
+    start += [f"--ray-client-server-port={client}", "--node-ip-address=127.0.0.1"]
+    environment = _environment(container, dev_docs)
+    name = f"interest-graph-ray-{uuid.uuid4().hex[:10]}"
+    context = pod["securityContext"]
+    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
+    command += ["--read-only", "--cap-drop", "ALL"]
+    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+    for mount in container["volumeMounts"]:
+        command += ["--tmpfs", mount["mountPath"]]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    command += ["--entrypoint", start[0], components_image, *start[1:]]
+    ready = container["readinessProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{ports[ready['port']]}{ready['path']}"
+    process = _started(command, name, url, timeout=60)
+    try:
+        workers = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]
+        probe = workers["containers"][0]["readinessProbe"]["httpGet"]
+        assert _status(f"http://127.0.0.1:{ports[probe['port']]}{probe['path']}") == 200
     finally:
         subprocess.run([_images.DOCKER, "rm", "-f", name], capture_output=True)
         process.wait(timeout=60)
