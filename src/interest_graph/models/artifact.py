@@ -78,6 +78,9 @@ class ModelArtifact:
         out.mkdir(parents=True, exist_ok=True)
         contiguous = {k: np.ascontiguousarray(v) for k, v in self.tensors.items()}
         save_file(contiguous, str(out / WEIGHTS_FILE))
+        # safetensors writes its file owner-only; other users read artifacts too
+        # (the serving image's uid 1000 from /mnt/models, a storage initializer).
+        (out / WEIGHTS_FILE).chmod(0o644)
         config = {"format": ARTIFACT_FORMAT, "model": self.model, **self.config}
         (out / CONFIG_FILE).write_text(
             json.dumps(config, indent=2, default=_json_default) + "\n",
