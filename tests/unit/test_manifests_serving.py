@@ -320,18 +320,10 @@ def components_image() -> str:
     return tag
 
 
-IMAGE_LACKS_PIPELINES = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the component image has no /app/pipelines or /app/components, which "
-    "`interest-graph pipeline schedule` compiles from (components/Dockerfile)",
-)
-
-
 @pytest.mark.docker
 @pytest.mark.parametrize(
     "mount_project",
-    [pytest.param(False, marks=IMAGE_LACKS_PIPELINES, id="image-as-built"),
+    [pytest.param(False, id="image-as-built"),
      pytest.param(True, id="pipelines-mounted")],
 )  # fmt: skip
 def test_the_schedule_job_calls_kfp_with_its_projected_token(
