@@ -27,7 +27,15 @@ INTEREST_SHIFT = 0.6
 PRICE_SHIFT = 0.5
 
 
-def make_shop(root: Path, seed: int = 0, **knobs: float) -> Path:
+def make_shop(
+    root: Path,
+    seed: int = 0,
+    *,
+    users: int = 2000,
+    items: int = 800,
+    events: int = 80_000,
+    **knobs: float,
+) -> Path:
     """A small shop, its Feast feature tables and stand-in text vectors.
 
     The vectors are a fixed direction per category plus noise per item (the
@@ -35,23 +43,23 @@ def make_shop(root: Path, seed: int = 0, **knobs: float) -> Path:
     test runs the real encoder.
     """
     config = SynthConfig(
-        seed=seed, users=2000, items=800, events=80_000, days=120, **knobs
+        seed=seed, users=users, items=items, events=events, days=120, **knobs
     )
     tables = generate_shop(config)
     data = root / "data"
     tables.write(data)
     features = root / "features"
     build_features(data, features, threads=1, memory_limit="1GB")
-    items = tables.items
-    codes = pd.Categorical(items["category"]).codes
+    catalogue = tables.items
+    codes = pd.Categorical(catalogue["category"]).codes
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(codes.max() + 1, 32))
-    vectors = centres[codes] + 0.5 * rng.normal(size=(len(items), 32))
+    vectors = centres[codes] + 0.5 * rng.normal(size=(len(catalogue), 32))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     pq.write_table(
         pa.table(
             {
-                "item_id": items["item_id"].astype(str),
+                "item_id": catalogue["item_id"].astype(str),
                 "text_embedding": list(vectors.astype(np.float32)),
             }
         ),

@@ -180,9 +180,18 @@ def feature_check(
                 f"{match.group(1)}-day window, {history:.0f} days of data before "
                 "the reference"
             )
+        elif ref[column].isna().all() or cur[column].isna().all():
+            # e.g. conversion_30d of a shop that logs purchases only (no views):
+            # Evidently refuses an empty column and would fail the whole check.
+            skipped[column] = "no values in a window (all null)"
         else:
             numerical.append(column)
-    categorical = columns["categorical"]
+    categorical = []
+    for column in columns["categorical"]:
+        if ref[column].isna().all() or cur[column].isna().all():
+            skipped[column] = "no values in a window (all null)"
+        else:
+            categorical.append(column)
     ref, cur = _sample(ref, config), _sample(cur, config)
     snapshot, tests = reports.column_drift(ref, cur, numerical, categorical, config)
     drifted = [t for t in tests if t.drifted]
@@ -478,6 +487,8 @@ def interest_check(
         raise NotRun("no events to build interest profiles from")
     if item_categories is None:
         raise NotRun("no item categories (items.parquet) to build profiles from")
+    if item_categories.isna().all():
+        raise NotRun("the items have no categories to build profiles from")
     middle = reference.start + (reference.end - reference.start) / 2
     first = Window(reference.start, middle, "reference, first half")
     # Equal lengths on both sides: who has enough events depends on the length.
