@@ -23,10 +23,12 @@ process: seconds is its wall time, peak_rss_gb its peak RSS. Shop generation and
 the feature build are not counted (printed as "prepare_seconds").
 The last line printed is one JSON object.
 
-Measured (2 CPUs shared with other work, 2026-11-30): --quick ran ~3 min, not
-under a minute; its 5 seeds gave detection 1.0, false alarms 0.4 (2 of 5), a
-delay of 1 day; 200k events took 116 s in the child at 0.81 GB peak RSS, so
-1M events does not fit the 60 s target on this machine.
+Measured 2026-11-30 on 2 CPUs shared with other test runs (the numbers are
+slower than a quiet machine): full mode took 12 min in all; 1M events / 100k
+items: 121 s, 1.43 GB peak RSS (target 60 s not met here); detection 1.0,
+false alarms 0.35 (7 of 20; item_text_embeddings in 5 of them, target 0.05 not
+met), delay 1 day (not meaningful while false alarms are this frequent).
+--quick (then 200k events / 20k items, 5 seeds) took ~3 min, not under a minute.
 """
 
 from __future__ import annotations
