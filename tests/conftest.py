@@ -55,3 +55,33 @@ def small_shop_dir(
 def settings(tmp_path: Path) -> Settings:
     """Default settings with the work folder in a temp dir."""
     return Settings(paths={"work_dir": tmp_path / "work"})
+
+
+@pytest.fixture(scope="session")
+def uid1000_model(
+    tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path
+) -> tuple[Path, list[str]]:
+    """A vector artifact over the small shop that a container's uid 1000 can read
+    from /mnt/models, and test users the model knows (most active first)."""
+    import numpy as np
+
+    from interest_graph.evaluation.protocols import build_split
+    from interest_graph.models.artifact import ModelArtifact
+
+    split = build_split("shop-temporal", small_shop_dir)
+    rng = np.random.default_rng(5)
+    folder = tmp_path_factory.mktemp("uid1000_model")
+    ModelArtifact(
+        model="lightgcn",
+        config={"protocol": split.protocol},
+        user_ids=split.user_ids,
+        item_ids=split.item_ids,
+        tensors={
+            "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
+            "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
+        },
+        item_titles=split.item_text,
+    ).save(folder)
+    for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder, [str(u) for u in split.user_ids[split.test_users]]

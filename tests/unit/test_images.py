@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -245,32 +244,11 @@ def components_image() -> str:
 
 
 @pytest.fixture(scope="module")
-def model_folder(
-    tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path
-) -> tuple[Path, list[str]]:
-    """A vector artifact over the small shop, readable by the image's uid 1000,
-    and users to ask about: known test users and one the model has never seen."""
-    from interest_graph.evaluation.protocols import build_split
-    from interest_graph.models.artifact import ModelArtifact
-
-    split = build_split("shop-temporal", small_shop_dir)
-    rng = np.random.default_rng(5)
-    folder = tmp_path_factory.mktemp("image_model")
-    ModelArtifact(
-        model="lightgcn",
-        config={"protocol": split.protocol},
-        user_ids=split.user_ids,
-        item_ids=split.item_ids,
-        tensors={
-            "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
-            "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
-        },
-        item_titles=split.item_text,
-    ).save(folder)
-    for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    users = [str(u) for u in split.user_ids[split.test_users][:6]]
-    return folder, [*users, "stranger-never-seen"]
+def model_folder(uid1000_model: tuple[Path, list[str]]) -> tuple[Path, list[str]]:
+    """The shared vector artifact, and users to ask about: known test users and
+    one the model has never seen."""
+    folder, users = uid1000_model
+    return folder, [*users[:6], "stranger-never-seen"]
 
 
 @dataclass

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -153,30 +152,10 @@ def dev_docs() -> list[ms.Doc]:
 
 
 @pytest.fixture(scope="module")
-def model_folder(
-    tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path
-) -> tuple[Path, list[str]]:
-    """A vector artifact over the small shop, readable by uid 1000."""
-    from interest_graph.evaluation.protocols import build_split
-    from interest_graph.models.artifact import ModelArtifact
-
-    split = build_split("shop-temporal", small_shop_dir)
-    rng = np.random.default_rng(14)
-    folder = tmp_path_factory.mktemp("manifest_model")
-    ModelArtifact(
-        model="lightgcn",
-        config={"protocol": split.protocol},
-        user_ids=split.user_ids,
-        item_ids=split.item_ids,
-        tensors={
-            "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
-            "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
-        },
-        item_titles=split.item_text,
-    ).save(folder)
-    for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return folder, [str(u) for u in split.user_ids[split.test_users][:3]]
+def model_folder(uid1000_model: tuple[Path, list[str]]) -> tuple[Path, list[str]]:
+    """The shared vector artifact, readable by uid 1000, and three known users."""
+    folder, users = uid1000_model
+    return folder, users[:3]
 
 
 def _status(url: str) -> int:

@@ -15,18 +15,10 @@ from interest_graph import stages
 from interest_graph.cli import monitor as monitor_cli
 from interest_graph.config import load_settings
 from interest_graph.kubeflow.cluster import typed_arguments
+from interest_graph.kubeflow.definitions import load_pipeline
+from interest_graph.kubeflow.local import task_names
 
-TRAINING_TASKS = {
-    "ingest",
-    "features",
-    "embed",
-    "tune",
-    "train",
-    "evaluate",
-    "interests",
-    "register",
-    "deploy",
-}
+TRAINING_TASKS = set(task_names(load_pipeline("training")))
 
 
 @pytest.fixture(scope="module")
