@@ -117,6 +117,24 @@ def docker_command(
     return [*command, image, *args, *kserve_args]
 
 
+def _read_only_command(
+    pod: dict[str, Any],
+    environment: dict[str, str],
+    image: str,
+    name: str,
+    arguments: list[str],
+) -> list[str]:
+    """`docker run` of a plain Deployment's container: the pod's user, read-only
+    root with a tmpfs /tmp, no capabilities, its environment and command."""
+    context = pod["securityContext"]
+    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
+    command += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
+    for key, value in sorted(environment.items()):
+        command += ["-e", f"{key}={value}"]
+    return [*command, "--entrypoint", arguments[0], image, *arguments[1:]]
+
+
 def _started(
     command: list[str], name: str, url: str, timeout: float = 90
 ) -> subprocess.Popen[str]:
@@ -394,13 +412,7 @@ def test_the_dev_mlflow_server_starts_read_only(
     ports = {container["ports"][0]["containerPort"]: port}
     arguments = [_here(a, ports, environment) for a in container["command"]]
     name = f"interest-graph-mlflow-{uuid.uuid4().hex[:10]}"
-    context = pod["securityContext"]
-    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
-    command += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
-    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
-    for key, value in sorted(environment.items()):
-        command += ["-e", f"{key}={value}"]
-    command += ["--entrypoint", arguments[0], components_image, *arguments[1:]]
+    command = _read_only_command(pod, environment, components_image, name, arguments)
     probe = container["readinessProbe"]["httpGet"]
     process = _started(command, name, f"http://127.0.0.1:{port}{probe['path']}")
     try:
@@ -440,13 +452,7 @@ def test_the_feature_server_starts_read_only(
     ports = {container["ports"][0]["containerPort"]: port}
     arguments = [_here(a, ports, environment) for a in container["command"]]
     name = f"interest-graph-feast-{uuid.uuid4().hex[:10]}"
-    context = pod["securityContext"]
-    command = [_images.DOCKER, "run", "--rm", "--name", name, "--network", "host"]
-    command += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
-    command += ["--user", f"{context['runAsUser']}:{context['runAsGroup']}"]
-    for key, value in sorted(environment.items()):
-        command += ["-e", f"{key}={value}"]
-    command += ["--entrypoint", arguments[0], serving_image, *arguments[1:]]
+    command = _read_only_command(pod, environment, serving_image, name, arguments)
     probe = container["readinessProbe"]["httpGet"]
     process = _started(command, name, f"http://127.0.0.1:{port}{probe['path']}")
     try:
