@@ -3,6 +3,9 @@ and the serving image timed from `docker run` to answering ready.
 
 Builds go through `make images` so there is one definition of the build command;
 their logs go to the temp folder, never into the repository.
+
+A helper module (underscore, like `_serve/`), not a bench: `bench/pipeline.py`
+runs it and prints the JSON line (its `--quick` skips the images).
 """
 
 from __future__ import annotations
