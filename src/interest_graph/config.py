@@ -348,6 +348,12 @@ class ServingConfig(BaseModel):
         description="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/, s3://, "
         "file:// or a local artifact folder.",
     )
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address REST and gRPC listen on: loopback for local runs; "
+        "containers and manifests set 0.0.0.0 (every interface).",
+    )
     http_port: int = Field(8080, ge=1, le=65535)
     grpc_port: int = Field(8081, ge=1, le=65535)
     k: int = Field(20, ge=1, description="Items per user when a request sets none.")

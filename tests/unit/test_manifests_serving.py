@@ -111,6 +111,8 @@ def docker_command(
     if model_dir is not None:
         environment["INTEREST_GRAPH__SERVING__MODEL_URI"] = STORAGE_URI
         command += ["-v", f"{model_dir.resolve()}:{STORAGE_URI}:ro"]
+    # The host network is shared: the pod's all-interfaces bind becomes loopback.
+    environment = {k: _here(v, ports, {}) for k, v in environment.items()}
     for key, value in sorted(environment.items()):
         command += ["-e", f"{key}={value}"]
     args = [str(ports.get(int(a), a)) if a.isdigit() else a for a in container["args"]]

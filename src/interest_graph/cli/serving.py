@@ -22,6 +22,13 @@ def serve_command(
             "(default serving.model_uri: models:/recommender@champion)."
         ),
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: "
+            "every interface)."
+        ),
+    ] = None,
     http_port: Annotated[int | None, typer.Option(help="REST port (8080).")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="gRPC port (8081).")] = None,
     feast: Annotated[
@@ -62,6 +69,7 @@ def serve_command(
     settings = root_settings(ctx)
     overrides = {
         "model_uri": model,
+        "host": host,
         "http_port": http_port,
         "grpc_port": grpc_port,
         "feast": feast,

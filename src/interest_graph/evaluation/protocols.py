@@ -40,6 +40,7 @@ class EvaluationSplit:
         candidates: items that may be recommended (before each user's own training
             items are removed).
         item_text: product text per item, or None where the data has none.
+        item_titles: product title per item (what a shopper sees), or None.
         train_events: the training events behind ``train`` (``user`` row, ``item``
             column, ``event_type``, ``days_before`` the test start), or None where
             the data has no timestamps (Gowalla). Models may weight by event type
@@ -56,6 +57,7 @@ class EvaluationSplit:
     ground_truth: sp.csr_matrix
     candidates: np.ndarray
     item_text: np.ndarray | None = None
+    item_titles: np.ndarray | None = None
     train_events: pd.DataFrame | None = None
     test_start: pd.Timestamp | None = None
 
@@ -113,6 +115,15 @@ def _item_text(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
     return joined.to_numpy(dtype=object)
 
 
+def _item_titles(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
+    titles = items.set_index("item_id")["title"].reindex(item_index)
+    return (
+        titles.fillna(pd.Series(item_index, index=item_index))
+        .astype(str)
+        .to_numpy(dtype=object)
+    )
+
+
 def _indexed_events(
     events: pd.DataFrame,
     users: pd.Index,
@@ -160,6 +171,7 @@ def _split(
         ground_truth=_matrix(truth_pairs, users, items)[test_users],
         candidates=candidates,
         item_text=_item_text(tables.items, items),
+        item_titles=_item_titles(tables.items, items),
         train_events=_indexed_events(before, users, items, train_pairs, test_start),
         test_start=test_start,
     )

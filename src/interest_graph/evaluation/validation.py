@@ -44,6 +44,7 @@ def _assemble(
         ground_truth=truth[test_users],
         candidates=candidates,
         item_text=split.item_text,
+        item_titles=split.item_titles,
         train_events=train_events,
         test_start=test_start,
     )

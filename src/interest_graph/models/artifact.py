@@ -2,7 +2,9 @@
 
 Layout of an artifact folder (never pickle)::
 
-    model.safetensors   tensors: user_vectors, item_vectors and model-specific ones
+    model.safetensors   tensors: user_vectors, item_vectors and model-specific ones,
+                        and the training interactions (``trained_indptr``,
+                        ``trained_items``: CSR rows over users × items)
     config.json         {"format", "model", "hyperparameters", "training", ...}
     users.parquet       user_id per row of user_vectors
     items.parquet       item_id (and title, where known) per row of item_vectors
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from interest_graph.errors import MalformedFileError
 
@@ -30,6 +33,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
+# The training interactions as CSR arrays; popped from ``tensors`` on load.
+_TRAINED_INDPTR = "trained_indptr"
+_TRAINED_ITEMS = "trained_items"
 
 
 @dataclass
@@ -44,6 +50,9 @@ class ModelArtifact:
         tensors: named float32/int arrays; ``user_vectors`` and ``item_vectors``
             always.
         item_titles: optional title per item (labels for the interest graph).
+        trained: optional binary users × items interactions the model was trained
+            on: what each user already has, which serving excludes even when the
+            feature store cannot say (older artifacts have none).
     """
 
     model: str
@@ -52,6 +61,7 @@ class ModelArtifact:
     item_ids: np.ndarray
     tensors: dict[str, np.ndarray]
     item_titles: np.ndarray | None = field(default=None)
+    trained: sp.csr_matrix | None = field(default=None)
 
     @property
     def is_scorer(self) -> bool:
@@ -77,6 +87,10 @@ class ModelArtifact:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         contiguous = {k: np.ascontiguousarray(v) for k, v in self.tensors.items()}
+        if self.trained is not None:
+            trained = sp.csr_matrix(self.trained)
+            contiguous[_TRAINED_INDPTR] = trained.indptr.astype(np.int64)
+            contiguous[_TRAINED_ITEMS] = trained.indices.astype(np.int32)
         save_file(contiguous, str(out / WEIGHTS_FILE))
         # safetensors writes its file owner-only; other users read artifacts too
         # (the serving image's uid 1000 from /mnt/models, a storage initializer).
@@ -116,6 +130,7 @@ class ModelArtifact:
             raise MalformedFileError(root, f"cannot be read: {exc}") from exc
         users = pd.read_parquet(root / USERS_FILE)
         items = pd.read_parquet(root / ITEMS_FILE)
+        trained = _trained_matrix(root, tensors, len(users), len(items))
         artifact = cls(
             model=str(config.pop("model")),
             config=config,
@@ -127,6 +142,7 @@ class ModelArtifact:
                 if "title" in items
                 else None
             ),
+            trained=trained,
         )
         for name, ids in (
             ("user_vectors", artifact.user_ids),
@@ -139,6 +155,26 @@ class ModelArtifact:
                     root, f"{name} does not match the {len(ids)} ids of its index"
                 )
         return artifact
+
+
+def _trained_matrix(
+    root: Path, tensors: dict[str, np.ndarray], n_users: int, n_items: int
+) -> sp.csr_matrix | None:
+    """The training interactions popped from ``tensors`` (None when absent)."""
+    if _TRAINED_INDPTR not in tensors:
+        return None
+    indptr = tensors.pop(_TRAINED_INDPTR).astype(np.int64)
+    items = tensors.pop(_TRAINED_ITEMS, np.empty(0, np.int32))
+    if (
+        indptr.shape != (n_users + 1,)
+        or indptr[-1] != len(items)
+        or (len(items) and (items.min() < 0 or items.max() >= n_items))
+    ):
+        raise MalformedFileError(
+            root, "its training interactions do not match the user and item index"
+        )
+    data = np.ones(len(items), dtype=np.float32)
+    return sp.csr_matrix((data, items, indptr), shape=(n_users, n_items))
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:

@@ -185,7 +185,8 @@ class GraphModelRecommender:
                 "user_vectors": self.run.user_vectors,
                 "item_vectors": self.run.item_vectors,
             },
-            item_titles=split.item_text,
+            item_titles=split.item_titles,
+            trained=split.train,
         )
 
 
@@ -214,7 +215,8 @@ def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
         user_ids=split.user_ids,
         item_ids=split.item_ids,
         tensors=tensors,
-        item_titles=split.item_text,
+        item_titles=split.item_titles,
+        trained=split.train,
     )
 
 

@@ -21,12 +21,22 @@ try:
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as grpc_pb
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_services
+    from kserve.protocol.grpc.interceptors import (
+        ExceptionToStatusInterceptor,
+        LoggingInterceptor,
+    )
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 finally:
     sys.argv = _argv
 
 __all__ = [
     "DataPlane",
+    "ExceptionToStatusInterceptor",
+    "GRPCServer",
+    "InferenceServicer",
+    "LoggingInterceptor",
     "ModelRepository",
     "ModelRepositoryExtension",
     "InferInput",

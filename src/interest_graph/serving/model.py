@@ -15,8 +15,10 @@ How a user's ranking is made (``fallback`` says when it is not the model's own):
   (``unknown_user:popular_items``); with the store down the prefix is
   ``feature_store_unavailable``.
 
-Excluded always: the user's items from the history (``serving.history_path``) and
-from the feature store, ``exclude`` and ``recent_items``.
+Excluded always: what the user had in the model's training data (so a feature
+store outage never brings back what they bought), the user's items from the
+history (``serving.history_path``) and from the feature store, ``exclude`` and
+``recent_items``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from interest_graph.errors import ConfigError
 from interest_graph.evaluation.metrics import NO_ITEM
@@ -89,6 +92,7 @@ class ServingModel:
     item_vectors: np.ndarray
     history: UserHistory | None
     history_rows: np.ndarray | None
+    trained: sp.csr_matrix | None = None
 
     def recommend(
         self,
@@ -150,7 +154,8 @@ class ServingModel:
     def _owned_rows(
         self, request: RecommendationRequest, found: UserFeatures
     ) -> np.ndarray:
-        """Item rows the user has: history, feature store history, recent items."""
+        """Item rows the user has: training data, history, feature store history,
+        recent items."""
         parts = [
             self.catalogue.rows(found.history),
             self.catalogue.rows(request.recent_items),
@@ -158,6 +163,10 @@ class ServingModel:
         if self.history is not None and self.history_rows is not None:
             rows = self.history_rows[self.history.codes_of(request.user_id)]
             parts.insert(0, rows[rows >= 0])
+        user = self.user_rows.get(request.user_id)
+        if self.trained is not None and user is not None:
+            start, end = self.trained.indptr[user], self.trained.indptr[user + 1]
+            parts.insert(0, self.trained.indices[start:end].astype(np.int64))
         return np.concatenate(parts)
 
     def _query(
@@ -224,6 +233,16 @@ def _seen(excluded: list[np.ndarray], rows: list[int]) -> Seen | None:
     return positions, np.concatenate(parts).astype(np.int64)
 
 
+def _model_popularity(
+    artifact: ModelArtifact, users: np.ndarray, items: np.ndarray
+) -> np.ndarray | None:
+    """Popularity when neither events nor Feast give it: training interactions per
+    item, else the average user's score."""
+    if artifact.trained is not None:
+        return np.asarray(artifact.trained.sum(axis=0), dtype=np.float64).ravel()
+    return users.mean(axis=0) @ items.T if len(users) else None
+
+
 def load_serving_model(
     path: str | Path,
     *,
@@ -275,7 +294,7 @@ def load_serving_model(
         if item_features is None
         else item_features(artifact.item_ids),
         counts=counts,
-        model_popularity=users.mean(axis=0) @ items.T if len(users) else None,
+        model_popularity=_model_popularity(artifact, users, items),
     )
     model = ServingModel(
         version=version,
@@ -289,6 +308,7 @@ def load_serving_model(
         item_vectors=items,
         history=history,
         history_rows=history_rows,
+        trained=artifact.trained,
     )
     log.info(
         "loaded %s version %s: %d users, %d items, %s index",

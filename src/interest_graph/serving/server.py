@@ -264,6 +264,7 @@ def secure_server(server: Any, config: ServingConfig) -> Any:
 
 def serve(settings: Settings) -> None:
     """Load the model and run REST (v1, v2) and gRPC v2 in the foreground."""
+    from interest_graph.serving.binding import BoundModelServer
     from interest_graph.serving.kserve_compat import model_server
 
     config = settings.serving
@@ -286,7 +287,8 @@ def serve(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     harden_app(model_server.app, service, config)
-    server = model_server.ModelServer(
+    server = BoundModelServer(
+        host=config.host,
         http_port=config.http_port,
         grpc_port=config.grpc_port,
         workers=config.workers,
@@ -314,13 +316,14 @@ def serve_transformer(
     """
     from kserve import PredictorConfig
 
-    from interest_graph.serving.kserve_compat import model_server
+    from interest_graph.serving.binding import BoundModelServer
     from interest_graph.serving.transformer import RecommenderTransformer
 
     config = settings.serving
     prepare_process(config)
     transformer = RecommenderTransformer(feature_source(settings), config)
-    server = model_server.ModelServer(
+    server = BoundModelServer(
+        host=config.host,
         http_port=config.http_port,
         grpc_port=config.grpc_port,
         enable_latency_logging=False,
