@@ -376,6 +376,8 @@ BAD_V2_BODIES = [
         "same for every user",
     ),
     (_v2_body(user_id={"datatype": "BYTES", "shape": [1], "data": [7]}), "string"),
+    # The message echoes a lone surrogate KServe's 400 handler cannot encode.
+    (_v2_body(user_id={"datatype": "\udfff", "shape": [1], "data": ["U1"]}), "BYTES"),
     (
         _v2_body(
             user_id={"datatype": "BYTES", "shape": [1], "data": ["U001"]},
@@ -393,8 +395,11 @@ BAD_V2_BODIES = [
 def test_bad_v2_bodies_are_400_with_a_reason(
     running: Running, body: Any, message: str
 ) -> None:
-    response = httpx.post(
-        f"{running.http}/v2/models/recommender/infer", json=body, timeout=10
+    response = httpx.post(  # json.dumps: escaped, as a client's JSON may carry it
+        f"{running.http}/v2/models/recommender/infer",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+        timeout=10,
     )
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]

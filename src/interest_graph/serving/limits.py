@@ -10,6 +10,8 @@ Pure ASGI (no per-request task, unlike BaseHTTPMiddleware). Per request it:
 - answers paths KServe routes but cannot serve with a 4xx and a reason (it
   answers them 501 ``NotImplementedError``): ``?model_version=``,
   ``/versions/{v}/`` and ``:explain``;
+- answers 400, not 500, where KServe cannot render a client error's message
+  (a lone surrogate echoed from the body);
 - refuses the model repository control plane (``/v2/repository/...``, 403)
   unless ``model_repository_enabled``: KServe serves it to anyone who reaches
   the port, and an unload takes the model away until a restart.
@@ -24,6 +26,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
+
+from interest_graph.serving.kserve_compat import InvalidInput
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,7 +80,16 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: only a disconnect comes
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, replay, send)
+        except UnicodeEncodeError as exc:
+            # KServe's invalid_input_handler (kserve/errors.py) renders the 400 with
+            # starlette's JSONResponse, which cannot encode a lone surrogate that
+            # the message echoes from the request ("datatype": "\udfff"): the 400
+            # became a 500. Nothing was sent yet: answer the 400, text escaped.
+            if not isinstance(exc.__context__, InvalidInput):
+                raise
+            await respond(send, 400, str(exc.__context__))
 
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
         headers = scope.get("headers", ())
@@ -158,8 +171,10 @@ class RequestGuard:
 async def respond(
     send: Send, status: int, message: str, *, close: bool = False
 ) -> None:
-    """Answer ``{"error": message}`` with ``status`` (and close the connection)."""
-    body = orjson.dumps({"error": message})
+    """Answer ``{"error": message}`` with ``status`` (and close the connection);
+    text that is not UTF-8 (lone surrogates) goes out escaped."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    body = orjson.dumps({"error": text})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
