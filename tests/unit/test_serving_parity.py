@@ -16,10 +16,11 @@ import pytest
 
 from interest_graph import stages
 from interest_graph.config import ServingConfig, Settings
+from interest_graph.errors import ConfigError
 from interest_graph.evaluation.protocols import build_split
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.history import UserHistory
-from interest_graph.serving.index import ExactIndex, FaissIndex
+from interest_graph.serving.index import ExactIndex, FaissIndex, build_index
 from interest_graph.serving.model import ServingModel, load_serving_model
 from interest_graph.serving.predictor import RecommenderModel
 from interest_graph.serving.requests import UserFeatures
@@ -155,6 +156,58 @@ def test_faiss_index_honours_exclusions_and_filters() -> None:
     want, _ = exact.top_k(queries, K, seen, allowed)
     got, _ = FaissIndex(items, "faiss-hnsw").top_k(queries, K, seen, allowed)
     assert (got == want).all()
+
+
+def _clustered(n_items: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items around 20 centres and queries mixing two: a shop's shape, not noise."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(20, 16)).astype(np.float32)
+    items = centres[rng.integers(0, 20, n_items)] + 0.7 * rng.normal(
+        size=(n_items, 16)
+    ).astype(np.float32)
+    pair = rng.integers(0, 20, (n_queries, 2))
+    queries = 0.5 * (centres[pair[:, 0]] + centres[pair[:, 1]])
+    return items.astype(np.float32), queries.astype(np.float32)
+
+
+def test_auto_index_is_exact_below_the_threshold_and_calibrated_above() -> None:
+    items, queries = _clustered(4000, 300)
+    assert build_index(items, "auto", ann_min_items=5000).kind == "exact"
+    index = build_index(
+        items, "auto", ann_min_items=1000, calibration_queries=queries[:200]
+    )
+    assert isinstance(index, FaissIndex) and index.kind == "faiss-ivf"
+    assert index.recall is not None and index.recall >= 0.98
+    # Held-out queries: recall@20 against exact, as the bench measures it.
+    want, _ = ExactIndex(items).top_k(queries[200:], 20, None, None)
+    got, _ = index.top_k(queries[200:], 20, None, None)
+    shared = [np.intersect1d(a, b).size for a, b in zip(want, got, strict=True)]
+    recall = np.mean(shared) / 20
+    assert recall >= 0.95
+    with pytest.raises(ConfigError, match="unknown index kind"):
+        build_index(items, "annoy")
+
+
+def test_ivf_index_excludes_pairs_and_ranks_dry_rows_exactly() -> None:
+    items, queries = _clustered(3000, 4)
+    exact = ExactIndex(items)
+    index = FaissIndex(items, "faiss-ivf", calibration_queries=queries)
+    top, _ = exact.top_k(queries, K, None, None)
+    # Each row leaves out its own best three, given as (row, item) pairs out of
+    # row order; row 2 may only have every 50th item, so its pool runs dry and
+    # is ranked exactly with its own exclusions.
+    rows = np.repeat([3, 0, 2, 1], 3)
+    seen = (rows, top[rows, np.tile([0, 1, 2], 4)])
+    allowed = np.ones((4, len(items)), dtype=bool)
+    allowed[2] = np.arange(len(items)) % 50 == 0
+    allowed[2, top[2, :3]] = True
+    want, want_scores = exact.top_k(queries, K, seen, allowed)
+    got, got_scores = index.top_k(queries, K, seen, allowed)
+    assert (got[2] == want[2]).all()
+    assert not np.isin(top[:, :3], got).any()
+    hits = got == want
+    assert hits.mean() >= 0.9
+    assert np.allclose(got_scores[hits], want_scores[hits], rtol=1e-5)
 
 
 def test_transformer_and_predictor_answer_like_one_process(

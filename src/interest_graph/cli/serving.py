@@ -48,7 +48,7 @@ def serve_command(
         int | None, typer.Option(min=1, help="REST worker processes (only 1 for now).")
     ] = None,
     index: Annotated[
-        str | None, typer.Option(help="exact | faiss-ivf | faiss-hnsw (exact).")
+        str | None, typer.Option(help="auto | exact | faiss-ivf | faiss-hnsw (auto).")
     ] = None,
     items: Annotated[
         Path | None,

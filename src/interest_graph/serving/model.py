@@ -39,7 +39,12 @@ from interest_graph.logs import get_logger
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.catalogue import Catalogue, build_catalogue
 from interest_graph.serving.history import UserHistory
-from interest_graph.serving.index import ItemIndex, build_index
+from interest_graph.serving.index import (
+    ANN_MIN_ITEMS,
+    MIN_RECALL,
+    ItemIndex,
+    build_index,
+)
 from interest_graph.serving.reasons import ReasonBook
 from interest_graph.serving.requests import RecommendationRequest, UserFeatures
 
@@ -248,7 +253,9 @@ def load_serving_model(
     *,
     version: str,
     uri: str,
-    index_kind: str = "exact",
+    index_kind: str = "auto",
+    ann_min_items: int = ANN_MIN_ITEMS,
+    min_recall: float = MIN_RECALL,
     items_path: Path | None = None,
     item_features: Any = None,
     history: UserHistory | None = None,
@@ -259,7 +266,9 @@ def load_serving_model(
         path: the artifact folder.
         version: the registry version (or a label for a local folder).
         uri: the URI it was resolved from.
-        index_kind: ``exact``, ``faiss-ivf`` or ``faiss-hnsw``.
+        index_kind: ``auto``, ``exact``, ``faiss-ivf`` or ``faiss-hnsw``.
+        ann_min_items: catalogue size from which ``auto`` is approximate.
+        min_recall: the IVF index's calibration target (on the model's users).
         items_path: canonical items.parquet (category, price).
         item_features: a callable ``item_ids -> DataFrame`` of Feast item
             statistics, or None.
@@ -303,7 +312,13 @@ def load_serving_model(
         user_rows={str(u): i for i, u in enumerate(artifact.user_ids)},
         user_vectors=users,
         catalogue=catalogue,
-        index=build_index(items, index_kind),
+        index=build_index(
+            items,
+            index_kind,
+            ann_min_items=ann_min_items,
+            calibration_queries=users,
+            min_recall=min_recall,
+        ),
         reasons=ReasonBook(items, artifact.item_ids, catalogue.titles),
         item_vectors=items,
         history=history,

@@ -100,6 +100,8 @@ def build_service(settings: Settings) -> Service:
             version=version or "local",
             uri=uri,
             index_kind=config.index,
+            ann_min_items=config.index_ann_min_items,
+            min_recall=config.index_min_recall,
             items_path=config.items_path,
             item_features=item_features,
             history=history,
