@@ -10,20 +10,18 @@ import pandas as pd
 import pytest
 
 from interest_graph.config import RegistryConfig, ServingConfig, Settings
-from interest_graph.errors import ConfigError
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.inference_log import InferenceLog
 from interest_graph.serving.kserve_compat import InferInput, InferRequest, InvalidInput
-from interest_graph.serving.model import load_serving_model
 from interest_graph.serving.requests import parse_v1, parse_v2
 from interest_graph.serving.server import build_service
 
 
-def _artifact(folder: Path, seed: int, scorer: bool = False) -> Path:
+def _artifact(folder: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     ModelArtifact(
-        model="graph-filter" if scorer else "lightgcn",
-        config={"protocol": "hand-made", **({"scorer": True} if scorer else {})},
+        model="lightgcn",
+        config={"protocol": "hand-made"},
         user_ids=np.array([f"U{i}" for i in range(12)], dtype=object),
         item_ids=np.array([f"I{i}" for i in range(40)], dtype=object),
         tensors={
@@ -70,13 +68,6 @@ def test_hot_reload_follows_the_champion_alias_in_mlflow(tmp_path: Path) -> None
     assert serving.version == second.version
     expected = ModelArtifact.load(tmp_path / "b").user_vectors
     assert np.array_equal(serving.user_vectors, expected)
-
-
-def test_scorer_models_are_refused_with_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="scorer model"):
-        load_serving_model(
-            _artifact(tmp_path / "gf", 0, scorer=True), version="1", uri="x"
-        )
 
 
 def test_v1_defaults_and_fields() -> None:

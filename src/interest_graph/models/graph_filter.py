@@ -205,7 +205,12 @@ class GraphFilter:
 
     def _score_block(self, users: np.ndarray) -> torch.Tensor:
         train = self._require_fit()
-        rows = torch.from_numpy(train[users].toarray())  # batch × items
+        return self.score_rows(torch.from_numpy(train[users].toarray()))
+
+    def score_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Scores of binary interaction rows (batch × items): training rows, or a
+        served user's items with what they bought since."""
+        self._require_fit()
         # Work in items × batch layout: sparse @ dense is the fast torch kernel.
         y = self._apply_p(rows.T.contiguous())
         if self.ideal_weight and self._vt.shape[0]:

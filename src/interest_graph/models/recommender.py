@@ -220,7 +220,8 @@ def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
     )
 
 
-def _rebuilt_scorer(artifact: ModelArtifact) -> Recommender:
+def rebuilt_scorer(artifact: ModelArtifact) -> Recommender:
+    """The fitted scorer (graph filter, temporal EASE) a scorer artifact holds."""
     from interest_graph.models.graph_filter import GraphFilter
     from interest_graph.models.shop_signals import TemporalEASE
 
@@ -249,9 +250,7 @@ class ArtifactRecommender:
         self.path = Path(path)
         self.artifact = ModelArtifact.load(self.path)
         self.name = self.artifact.model
-        self.scorer = (
-            _rebuilt_scorer(self.artifact) if self.artifact.is_scorer else None
-        )
+        self.scorer = rebuilt_scorer(self.artifact) if self.artifact.is_scorer else None
 
     def fit(self, split: EvaluationSplit) -> None:
         """Map the split's users and items to the artifact's rows."""

@@ -359,11 +359,19 @@ class TemporalEASE:
         """Blended scores (len(users) × n_items, float32) for rows of ``train``."""
         if self.ease is None or self.history is None:
             raise RuntimeError("fit the model (or load it) before scoring")
-        scores = standardise_rows(self.history[users] @ self.ease)
-        if self.next is not None and self.next_history is not None:
-            scores += self.next_weight * standardise_rows(
-                self.next_history[users] @ self.next
-            )
+        next_history = None if self.next_history is None else self.next_history[users]
+        return self.score_histories(self.history[users], next_history)
+
+    def score_histories(
+        self, history: sp.csr_matrix, next_history: sp.csr_matrix | None
+    ) -> np.ndarray:
+        """Blended scores of weighted histories (rows × n_items, float32): the
+        training rows for :meth:`score`, or a served user's rows with new items."""
+        if self.ease is None:
+            raise RuntimeError("fit the model (or load it) before scoring")
+        scores = standardise_rows(history @ self.ease)
+        if self.next is not None and next_history is not None:
+            scores += self.next_weight * standardise_rows(next_history @ self.next)
         return scores
 
     def to_arrays(self) -> dict[str, np.ndarray]:

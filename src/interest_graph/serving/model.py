@@ -7,11 +7,13 @@ with it and no request sees a half-loaded model.
 How a user's ranking is made (``fallback`` says when it is not the model's own):
 
 - the model knows the user: their vector (``fallback`` null; with the feature
-  store down, ``feature_store_unavailable``);
+  store down, ``feature_store_unavailable``); a scorer (temporal EASE, graph
+  filter) scores their training items plus what the store says they have since;
 - the model does not know them, the feature store has their interest vector of
   the model's width: that vector (null);
-- otherwise, with ``recent_items``: the mean vector of those items
-  (``unknown_user:session_fold_in``), else popular items
+- otherwise, with ``recent_items``: the mean vector of those items (a scorer
+  scores them with what the store has) (``unknown_user:session_fold_in``), else
+  popular items
   (``unknown_user:popular_items``); with the store down the prefix is
   ``feature_store_unavailable``.
 
@@ -32,7 +34,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from interest_graph.errors import ConfigError
 from interest_graph.evaluation.metrics import NO_ITEM
 from interest_graph.evaluation.ranking import Seen, rank_items
 from interest_graph.logs import get_logger
@@ -47,6 +48,13 @@ from interest_graph.serving.index import (
 )
 from interest_graph.serving.reasons import ReasonBook
 from interest_graph.serving.requests import RecommendationRequest, UserFeatures
+from interest_graph.serving.scorers import (
+    ScoreIndex,
+    TemporalEASEScorer,
+    UserScorer,
+    WeightReasons,
+    user_scorer,
+)
 
 log = get_logger("serving.model")
 
@@ -93,11 +101,12 @@ class ServingModel:
     user_vectors: np.ndarray
     catalogue: Catalogue
     index: ItemIndex
-    reasons: ReasonBook
+    reasons: ReasonBook | WeightReasons
     item_vectors: np.ndarray
     history: UserHistory | None
     history_rows: np.ndarray | None
     trained: sp.csr_matrix | None = None
+    scorer: UserScorer | None = None
 
     def recommend(
         self,
@@ -177,9 +186,12 @@ class ServingModel:
     def _query(
         self, request: RecommendationRequest, found: UserFeatures, owned: np.ndarray
     ) -> tuple[np.ndarray | None, str | None]:
-        """The query vector (None: popular items) and the fallback flag."""
+        """The query vector (None: popular items) and the fallback flag; for a
+        scorer, the user's score row."""
         down = found.status == "unavailable"
         row = self.user_rows.get(request.user_id)
+        if self.scorer is not None:
+            return self._scored(row, owned, down)
         if row is not None:
             return self.user_vectors[row], UNAVAILABLE if down else None
         vector = found.interest_vector
@@ -189,6 +201,18 @@ class ServingModel:
         recent = self.catalogue.rows(request.recent_items)
         if recent.size:
             return self.item_vectors[recent].mean(axis=0), f"{prefix}:session_fold_in"
+        return None, f"{prefix}:popular_items"
+
+    def _scored(
+        self, row: int | None, owned: np.ndarray, down: bool
+    ) -> tuple[np.ndarray | None, str | None]:
+        """A scorer's row for a user: known, or scored from the items they have."""
+        assert self.scorer is not None
+        if row is not None:
+            return self.scorer.scores(row, owned), UNAVAILABLE if down else None
+        prefix = UNAVAILABLE if down else UNKNOWN_USER
+        if owned.size:
+            return self.scorer.scores(None, owned), f"{prefix}:session_fold_in"
         return None, f"{prefix}:popular_items"
 
     def _candidates(
@@ -238,6 +262,19 @@ def _seen(excluded: list[np.ndarray], rows: list[int]) -> Seen | None:
     return positions, np.concatenate(parts).astype(np.int64)
 
 
+def _reasons(
+    scorer: UserScorer | None,
+    items: np.ndarray,
+    item_ids: np.ndarray,
+    titles: np.ndarray,
+) -> ReasonBook | WeightReasons:
+    """Interest reasons over item vectors; a scorer without them (temporal EASE)
+    names the user's item that weighs most toward each recommendation."""
+    if isinstance(scorer, TemporalEASEScorer):
+        return WeightReasons(scorer.model.ease, titles)
+    return ReasonBook(items, item_ids, titles)
+
+
 def _model_popularity(
     artifact: ModelArtifact, users: np.ndarray, items: np.ndarray
 ) -> np.ndarray | None:
@@ -275,18 +312,22 @@ def load_serving_model(
         history: what users have (excluded; also popularity).
 
     Raises:
-        ConfigError: the artifact is a scorer without a vector form.
         MalformedFileError: the artifact or an input file cannot be read.
     """
     artifact = ModelArtifact.load(path)
-    if artifact.is_scorer or not artifact.has_vectors:
-        raise ConfigError(
-            f"{path}: {artifact.model} is a scorer model (its scores are not "
-            "user · item vectors); serve a vector model (lightgcn, text-lightgcn, "
-            "hetero-sage) or use `interest-graph recommend` for it"
-        )
-    users = np.ascontiguousarray(artifact.user_vectors, dtype=np.float32)
-    items = np.ascontiguousarray(artifact.item_vectors, dtype=np.float32)
+    scorer = None
+    if artifact.is_scorer:
+        from interest_graph.models.recommender import rebuilt_scorer
+
+        scorer = user_scorer(rebuilt_scorer(artifact))
+    # A scorer may have no vectors (temporal EASE): width 0, never queried.
+    n_users, n_items = len(artifact.user_ids), len(artifact.item_ids)
+    users = np.ascontiguousarray(
+        artifact.tensors.get("user_vectors", np.zeros((n_users, 0))), np.float32
+    )
+    items = np.ascontiguousarray(
+        artifact.tensors.get("item_vectors", np.zeros((n_items, 0))), np.float32
+    )
     history_rows = counts = None
     if history is not None:
         history_rows = pd.Index(artifact.item_ids.astype(str)).get_indexer(
@@ -312,18 +353,21 @@ def load_serving_model(
         user_rows={str(u): i for i, u in enumerate(artifact.user_ids)},
         user_vectors=users,
         catalogue=catalogue,
-        index=build_index(
+        index=ScoreIndex()
+        if scorer
+        else build_index(
             items,
             index_kind,
             ann_min_items=ann_min_items,
             calibration_queries=users,
             min_recall=min_recall,
         ),
-        reasons=ReasonBook(items, artifact.item_ids, catalogue.titles),
+        reasons=_reasons(scorer, items, artifact.item_ids, catalogue.titles),
         item_vectors=items,
         history=history,
         history_rows=history_rows,
         trained=artifact.trained,
+        scorer=scorer,
     )
     log.info(
         "loaded %s version %s: %d users, %d items, %s index",

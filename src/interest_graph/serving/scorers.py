@@ -1,0 +1,126 @@
+"""Scorer models served: item scores from what a user has, not from a user vector.
+
+Temporal EASE and the graph filter score a user from their items (item-item
+weights, a graph low-pass filter). Served, a known user's items are the model's
+training rows plus what the feature store says they bought since, so a purchase
+pushed to Feast changes the next answer without a reload; an unknown user with
+``recent_items`` is scored from those items alone. A known user with nothing new
+gets exactly the offline scores.
+
+:class:`ScoreIndex` stands where a vector model has its item index: its
+"queries" are these score rows, ranked with the same function as offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from interest_graph.evaluation.ranking import Seen, rank_items
+from interest_graph.serving.reasons import HISTORY_FOR_REASONS
+
+
+class UserScorer(Protocol):
+    """Scores every item for one user from their training row and new items."""
+
+    n_items: int
+
+    def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
+        """Scores (n_items, float32); ``user_row`` None for an unknown user."""
+        ...
+
+
+class TemporalEASEScorer:
+    """Temporal EASE: the user's recency-weighted rows, new items at full weight
+    (bought now: no decay, a purchase's event weight)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.n_items = int(model.history.shape[1])
+        self.fresh = float(model.event_weights.get("purchase", 1.0))
+
+    def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
+        model = self.model
+        history = self._with_new(model.history, user_row, new_items)
+        next_history = (
+            None
+            if model.next_history is None
+            else self._with_new(model.next_history, user_row, new_items)
+        )
+        return model.score_histories(history, next_history)[0]
+
+    def _with_new(
+        self, weights: sp.csr_matrix, user_row: int | None, new_items: np.ndarray
+    ) -> sp.csr_matrix:
+        row = np.zeros(self.n_items, dtype=np.float32)
+        if user_row is not None:
+            start, end = weights.indptr[user_row], weights.indptr[user_row + 1]
+            row[weights.indices[start:end]] = weights.data[start:end]
+        new = new_items[row[new_items] == 0]  # items in training keep their weight
+        row[new] = self.fresh
+        return sp.csr_matrix(row[None, :])
+
+
+class GraphFilterScorer:
+    """The graph filter: the user's binary training row plus new items."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.train: sp.csr_matrix = model._require_fit()
+        self.n_items = int(self.train.shape[1])
+
+    def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
+        import torch
+
+        row = np.zeros((1, self.n_items), dtype=np.float32)
+        if user_row is not None:
+            start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
+            row[0, self.train.indices[start:end]] = 1.0
+        row[0, new_items] = 1.0
+        with torch.no_grad():
+            return self.model.score_rows(torch.from_numpy(row)).numpy()[0]
+
+
+def user_scorer(model: Any) -> UserScorer:
+    """The serving adapter of a rebuilt scorer model."""
+    from interest_graph.models.graph_filter import GraphFilter
+    from interest_graph.models.shop_signals import TemporalEASE
+
+    if isinstance(model, TemporalEASE):
+        return TemporalEASEScorer(model)
+    if isinstance(model, GraphFilter):
+        return GraphFilterScorer(model)
+    raise TypeError(f"{type(model).__name__} cannot be served")
+
+
+class ScoreIndex:
+    """The item index of a scorer: its queries are score rows, ranked as offline."""
+
+    kind = "scores"
+
+    def top_k(
+        self,
+        queries: np.ndarray,
+        k: int,
+        seen: Seen | None,
+        candidates: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return rank_items(queries, k, seen=seen, candidates=candidates)
+
+
+class WeightReasons:
+    """ "similar to <the user's item that weighs most toward it>" from an
+    item-item weight matrix (temporal EASE's), for scorers without item vectors."""
+
+    def __init__(self, weights: np.ndarray, titles: np.ndarray) -> None:
+        self.weights = weights
+        self.titles = titles
+
+    def reasons(self, items: np.ndarray, history: np.ndarray) -> list[str]:
+        if history.size == 0:
+            return [""] * len(items)
+        recent = history[-HISTORY_FOR_REASONS:]
+        closest = recent[np.argmax(self.weights[np.ix_(recent, items)], axis=0)]
+        return [f"similar to {title}" for title in self.titles[closest]]
