@@ -186,6 +186,7 @@ class InferenceLog:
 
         rows = [
             {
+                "request_id": None,  # every row has the column (the first sets it)
                 **r,
                 "request": orjson.dumps(r["request"]).decode(),
                 "response": orjson.dumps(r["response"]).decode(),
@@ -205,29 +206,39 @@ def _record(
     request: list[dict[str, Any]],
     response: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    return {
-        "timestamp": stamp,
+    """One call's record; nulls and what the record says once are left out
+    (the monitoring reads a missing field as null: ~1.3 KB → ~0.9 KB per call
+    at k=20)."""
+    record: dict[str, Any] = {
+        "timestamp": round(stamp, 3),
         "protocol": protocol,
-        "request_id": request_id,
         "model_version": model_version,
         "latency_ms": round(latency_ms, 3),
         "request": request,
-        "response": [_compact(answer) for answer in response],
+        "response": [_compact(answer, model_version) for answer in response],
     }
+    if request_id is not None:
+        record["request_id"] = request_id
+    return record
 
 
-def _compact(answer: dict[str, Any]) -> dict[str, Any]:
+def _compact(answer: dict[str, Any], model_version: str) -> dict[str, Any]:
     """An answer with what the monitoring reads of its items (id, score,
-    category); titles and reasons come from the catalogue."""
-    items = answer.get("items") or []
-    return {
-        **answer,
-        "items": [
-            {
-                "item_id": item["item_id"],
-                "score": round(float(item["score"]), 5),
-                "category": item.get("category"),
-            }
-            for item in items
-        ],
+    category); titles and reasons come from the catalogue. A null fallback or
+    category and the record's own model version are left out."""
+    compact = {
+        key: value
+        for key, value in answer.items()
+        if key != "items"
+        and value is not None
+        and not (key == "model_version" and value == model_version)
     }
+    compact["items"] = [_item(item) for item in answer.get("items") or []]
+    return compact
+
+
+def _item(item: dict[str, Any]) -> dict[str, Any]:
+    logged = {"item_id": item["item_id"], "score": round(float(item["score"]), 5)}
+    if item.get("category") is not None:
+        logged["category"] = item["category"]
+    return logged
