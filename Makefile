@@ -36,7 +36,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+# checkov, the manifests' second opinion (tests/unit/test_manifests.py), lives in a
+# venv of its own: its pins clash with constraints.txt.
+TOOLS := .work/tools-venv
+CHECKOV_VERSION := 3.3.30
+
+$(TOOLS)/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+test: lint $(TOOLS)/bin/checkov
 	$(BIN)/pytest
 
 bench: $(STAMP)
