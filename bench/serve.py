@@ -14,7 +14,21 @@ hidden by the generator waiting for it):
   doing only the scoring (user vector . item matrix, argpartition top-k);
 * a synthetic 100k-item catalogue (20k users, 64-d vectors) at 200 requests/s,
   server and floor;
-* a closed-loop run of 32 concurrent v1 clients for the maximum throughput.
+* a closed-loop run of 32 concurrent v1 clients for the maximum throughput, and
+  open-loop v1 steps (400, 800, 1200, 1600/s) for the highest rate whose p99
+  stays within 15 ms;
+* ``log_bytes_per_call``: the inference log's bytes per written call after the
+  Online Retail points (the server's own count, default settings);
+* ``hung_store``: v1 at 200/s on the Online Retail model while its Feast online
+  store is a Redis that accepts connections and never answers (a loopback
+  listener), with the health and status endpoints probed every 0.5 s, and the
+  seconds the server took to become ready that way;
+* ``drain``: v1 at 100/s while the server gets SIGTERM; connections refused (or
+  failed) during its drain period (``serving.drain_seconds``: 10 s, 3 s with
+  ``--quick``), readiness answers and the seconds until it exited by itself;
+* ``ann_recall``: recall@20 of the 100k catalogue's served index (``auto``: IVF
+  there) against exact ranking for 2,000 of its users, their purchases
+  excluded, measured in this process on the same artifact.
 
 Users are drawn from each model's users with a fixed seed. ``--pin`` puts the
 server (and the floor) on the first CPU and the generator on the others; off by
@@ -27,7 +41,8 @@ point states its duration.
 
 The last line printed is one JSON object: ``v1``, ``v2``, ``grpc``, ``floor``
 (rate, p50_ms, p99_ms, rps, errors, sent_rate, behind...), ``p99_ratio_to_floor``,
-``catalog_100k``, ``max_rps``, ``targets``, ``feast``, ``machine``,
+``catalog_100k``, ``max_rps``, ``rate_steps``, ``hung_store``, ``drain``,
+``log_bytes_per_call``, ``ann_recall``, ``targets``, ``feast``, ``machine``,
 ``duration_s``.
 """
 
@@ -39,17 +54,21 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _serve import procs  # noqa: E402
+from _serve import faults, procs  # noqa: E402
 from _serve.models import WORK, BenchModel, catalog_100k_model, online_retail_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,11 +77,22 @@ K = 20
 RATE = 400.0
 RATE_100K = 200.0
 CLOSED_WORKERS = 32
+RATE_STEPS = (400.0, 800.0, 1200.0, 1600.0)
+RATE_HUNG = 200.0
+RATE_DRAIN = 100.0
+RECALL_USERS = 2000
 TARGETS = {
     "v1_p99_ms": 8.0,
     "p99_ratio_to_floor": 2.5,
     "catalog_100k_p99_ms": 15.0,
     "grpc_p99_ratio_to_rest": 1.2,
+    "v2_p99_ratio_to_v1": 1.5,
+    "step_p99_ms": 15.0,
+    "max_rate": 1200.0,
+    "hung_store_p99_ms": 100.0,
+    "probe_s": 1.0,
+    "log_bytes_per_call": 1024.0,
+    "ann_recall_at_20": 0.95,
 }
 
 
@@ -73,10 +103,12 @@ class Durations:
     headline: float
     other: float
     closed: float
+    step: float
+    drain: float
 
 
-QUICK = Durations(headline=5, other=5, closed=5)
-FULL = Durations(headline=60, other=30, closed=20)
+QUICK = Durations(headline=5, other=5, closed=5, step=3, drain=3)
+FULL = Durations(headline=60, other=30, closed=20, step=10, drain=10)
 
 
 @dataclass(frozen=True)
@@ -142,22 +174,37 @@ def inference_log_of(model: BenchModel) -> Path:
     return WORK / "logs" / model.name / "inference-log.jsonl"
 
 
+@dataclass
+class Running:
+    """A started server: its ports, its process and how long it took to be ready."""
+
+    ports: Ports
+    process: subprocess.Popen[bytes]
+    ready_s: float
+
+
 @contextmanager
 def recommender(
-    model: BenchModel, placement: Placement, feast: bool, template: str
-) -> Iterator[Ports]:
-    """The real server on ``model`` with a fresh inference log, ready."""
+    model: BenchModel,
+    placement: Placement,
+    feast: bool,
+    template: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[Running]:
+    """The real server on ``model`` with a fresh inference log, ready; ``env``
+    adds settings."""
     ports = Ports.free()
     inference_log = inference_log_of(model)
     shutil.rmtree(inference_log.parent, ignore_errors=True)
+    started = time.perf_counter()
     with procs.running_server(
         server_command(template, model, ports, inference_log),
         f"{ports.base}/v2/health/ready",
         inference_log.parent / "server.log",
-        env=model.server_env(feast),
+        env={**model.server_env(feast), **(env or {})},
         cpus=placement.server,
-    ):
-        yield ports
+    ) as process:
+        yield Running(ports, process, round(time.perf_counter() - started, 2))
 
 
 @contextmanager
@@ -197,6 +244,21 @@ def log_size(path: Path) -> int:
     return 0
 
 
+def server_status(base: str) -> dict[str, Any]:
+    """The server's ``/v2/models/recommender/status`` answer."""
+    with urllib.request.urlopen(
+        f"{base}/v2/models/recommender/status", timeout=10
+    ) as response:
+        return dict(json.loads(response.read()))
+
+
+def log_bytes_per_call(status: dict[str, Any]) -> float | None:
+    """Inference log bytes per written call, from the server's own counts."""
+    sink = status.get("inference_log") or {}
+    written = sink.get("written") or 0
+    return round(sink["bytes_written"] / written, 1) if written else None
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -234,7 +296,8 @@ class Bench:
         other = self.durations.other
         with floor(model, self.placement) as ports:
             self.point("floor", "floor", ports.base, users, rate=RATE, duration=other)
-        with recommender(model, self.placement, self.feast, self.server) as ports:
+        with recommender(model, self.placement, self.feast, self.server) as running:
+            ports = running.ports
             grpc_url = f"127.0.0.1:{ports.grpc}"
             headline = self.durations.headline
             self.point("v1", "v1", ports.base, users, rate=RATE, duration=headline)
@@ -249,20 +312,199 @@ class Bench:
                 duration=self.durations.closed,
                 closed=CLOSED_WORKERS,
             )
+            self.rate_steps(ports.base, users)
+            self.results["server_status"] = server_status(ports.base)
         self.results["inference_log_bytes"] = log_size(inference_log_of(model))
+
+    def rate_steps(self, base: str, users: Path) -> None:
+        """Open-loop v1 at rising rates until p99 passes 15 ms or calls fail."""
+        steps = []
+        for rate in RATE_STEPS:
+            result = procs.run_load(
+                "v1",
+                base,
+                users,
+                k=K,
+                rate=rate,
+                duration=self.durations.step,
+                cpus=self.placement.generator,
+            )
+            say(f"step {rate:.0f}/s: {json.dumps(result)}")
+            steps.append(result)
+            if not _held(result, TARGETS["step_p99_ms"]):
+                break
+        self.results["rate_steps"] = steps
+
+    def hung_store(self, model: BenchModel) -> None:
+        """v1 at 200/s with the online store a Redis that never answers."""
+        users = users_file(model)
+        prefix = "INTEREST_GRAPH__FEATURES__"
+        with faults.HungRedis() as hung:
+            env = {
+                f"{prefix}ONLINE_STORE": "redis",
+                f"{prefix}REDIS_CONNECTION_STRING": f"127.0.0.1:{hung.port}",
+            }
+            with (
+                recommender(model, self.placement, True, self.server, env) as running,
+                faults.Prober(running.ports.base) as prober,
+            ):
+                result = self.point(
+                    "hung_store",
+                    "v1",
+                    running.ports.base,
+                    users,
+                    rate=RATE_HUNG,
+                    duration=self.durations.other,
+                )
+                status = server_status(running.ports.base)
+        result.update(prober.summary())
+        result["ready_s"] = running.ready_s
+        result["degraded"] = status.get("degraded")
+        result["connections_to_hung_redis"] = len(hung.accepted)
+
+    def drain(self, model: BenchModel) -> None:
+        """v1 at 100/s across a SIGTERM: what the drain period refuses."""
+        users = users_file(model)
+        drain_s = self.durations.drain
+        env = {"INTEREST_GRAPH__SERVING__DRAIN_SECONDS": str(drain_s)}
+        # The generator needs ~2 s to start and warm up; SIGTERM lands about 2 s
+        # into its run, which ends before the drain period does.
+        term_after = 4.0
+        run_s = 2.0 + 0.5 * drain_s
+        with recommender(model, self.placement, self.feast, self.server, env) as run:
+            command = procs.load_command(
+                "v1",
+                run.ports.base,
+                users,
+                rate=RATE_DRAIN,
+                duration=run_s,
+                k=K,
+                cpus=self.placement.generator,
+            )
+            generator = procs.start_load(command)
+            with faults.Prober(
+                run.ports.base, interval=0.25, paths=("/v2/health/ready",)
+            ) as prober:
+                termed = time.perf_counter()
+                faults.term_when(run.process.pid, term_after)
+                result = procs.finish_load(generator, timeout=run_s + 120)
+            run.process.wait(timeout=drain_s + procs.STOP_TIMEOUT_S)
+            exited_s = time.perf_counter() - termed - term_after
+        after_term = [
+            status for at, _, status, _ in prober.answers if at > term_after + 0.05
+        ]
+        result["drain_seconds"] = drain_s
+        result["ready_503_after_sigterm"] = sum(s == 503 for s in after_term)
+        result["ready_200_after_sigterm"] = sum(s == 200 for s in after_term)
+        result["exited_after_sigterm_s"] = round(exited_s, 2)
+        say(f"drain: {json.dumps(result)}")
+        self.results["drain"] = result
 
     def catalog_100k(self, model: BenchModel) -> None:
         """The 100k-item catalogue over v1, then its floor."""
         users = users_file(model)
         other = self.durations.other
-        with recommender(model, self.placement, self.feast, self.server) as ports:
+        with recommender(model, self.placement, self.feast, self.server) as running:
             self.point(
-                "catalog_100k", "v1", ports.base, users, rate=RATE_100K, duration=other
+                "catalog_100k",
+                "v1",
+                running.ports.base,
+                users,
+                rate=RATE_100K,
+                duration=other,
             )
+            self.results["catalog_100k"]["index"] = server_status(running.ports.base)[
+                "index"
+            ]
+        self.results["ann_recall"] = ann_recall(model)
+        say(f"ann_recall: {json.dumps(self.results['ann_recall'])}")
         with floor(model, self.placement) as ports:
             self.point(
                 "floor_100k", "floor", ports.base, users, rate=RATE_100K, duration=other
             )
+
+
+def ann_recall(model: BenchModel) -> dict[str, Any]:
+    """Recall@20 of the index ``auto`` builds on ``model`` against exact ranking.
+
+    Built as the server builds it (calibrated on the model's user vectors); the
+    measured users are drawn with another seed and their purchases excluded.
+    """
+    import pandas as pd
+
+    from interest_graph.config import ServingConfig
+    from interest_graph.evaluation.metrics import NO_ITEM
+    from interest_graph.models.artifact import ModelArtifact
+    from interest_graph.serving.index import ExactIndex, build_index
+
+    config = ServingConfig()
+    artifact = ModelArtifact.load(model.artifact)
+    items = np.ascontiguousarray(artifact.item_vectors, dtype=np.float32)
+    users = np.ascontiguousarray(artifact.user_vectors, dtype=np.float32)
+    started = time.perf_counter()
+    index = build_index(
+        items,
+        config.index,
+        ann_min_items=config.index_ann_min_items,
+        calibration_queries=users,
+        min_recall=config.index_min_recall,
+    )
+    build_s = time.perf_counter() - started
+    rows = np.sort(
+        np.random.default_rng(11).choice(len(users), RECALL_USERS, replace=False)
+    )
+    events = pd.read_parquet(model.data_dir / "events.parquet")
+    user_pos = pd.Index(artifact.user_ids.astype(str)).get_indexer(
+        events["user_id"].astype(str)
+    )
+    item_pos = pd.Index(artifact.item_ids.astype(str)).get_indexer(
+        events["item_id"].astype(str)
+    )
+    query_of = np.full(len(users), -1)
+    query_of[rows] = np.arange(rows.size)
+    mine = (user_pos >= 0) & (item_pos >= 0)
+    mine &= query_of[np.where(user_pos >= 0, user_pos, 0)] >= 0
+    seen = (query_of[user_pos[mine]], item_pos[mine].astype(np.int64))
+    want, _ = ExactIndex(items).top_k(users[rows], K, seen, None)
+    started = time.perf_counter()
+    got = np.concatenate(
+        [
+            index.top_k(users[r : r + 1], K, _seen_row(seen, i), None)[0]
+            for i, r in enumerate(rows)
+        ]
+    )
+    per_query_ms = (time.perf_counter() - started) / rows.size * 1000
+    shared = [
+        np.intersect1d(w[w != NO_ITEM], g[g != NO_ITEM]).size / K
+        for w, g in zip(want, got, strict=True)
+    ]
+    return {
+        "index": index.kind,
+        "recall_at_20": round(float(np.mean(shared)), 4),
+        "users": int(rows.size),
+        "items": int(len(items)),
+        "calibration_recall_at_50": getattr(index, "recall", None),
+        "nprobe": int(index.index.nprobe) if hasattr(index, "index") else None,
+        "build_s": round(build_s, 2),
+        "query_ms": round(per_query_ms, 3),
+    }
+
+
+def _seen_row(
+    seen: tuple[np.ndarray, np.ndarray], row: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's exclusions, as row 0."""
+    items = seen[1][seen[0] == row]
+    return np.zeros(items.size, dtype=np.int64), items
+
+
+def _held(result: dict[str, Any], p99_ms: float) -> bool:
+    """A step held its rate: p99 within ``p99_ms``, no errors, generator kept up."""
+    return (
+        within(result.get("p99_ms"), p99_ms)
+        and result["errors"] == 0
+        and not result.get("behind")
+    )
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -304,6 +546,13 @@ def report(
     catalog["model"] = models["catalog_100k"].description
     to_floor = ratio(v1["p99_ms"], results["floor"]["p99_ms"])
     grpc_to_rest = ratio(grpc["p99_ms"], v1["p99_ms"])
+    v2_to_v1 = ratio(v2["p99_ms"], v1["p99_ms"])
+    steps = results["rate_steps"]
+    held = [step["rate"] for step in steps if _held(step, TARGETS["step_p99_ms"])]
+    max_rate = max(held, default=None)
+    hung, drain = results["hung_store"], results["drain"]
+    per_call = log_bytes_per_call(results["server_status"])
+    recall = results["ann_recall"]["recall_at_20"]
     fallbacks = sum(n for note, n in v1.get("notes", {}).items() if "fallback" in note)
     return {
         "v1": v1,
@@ -313,9 +562,16 @@ def report(
         "p99_ratio_to_floor": to_floor,
         "grpc_p99_ratio_to_rest": grpc_to_rest,
         "grpc_p99_ratio_to_v2": ratio(grpc["p99_ms"], v2["p99_ms"]),
+        "v2_p99_ratio_to_v1": v2_to_v1,
         "catalog_100k": catalog,
+        "ann_recall": results["ann_recall"],
         "max_rps": results["closed_loop"]["rps"],
         "closed_loop": results["closed_loop"],
+        "rate_steps": steps,
+        "max_rate_p99_le_15ms": max_rate,
+        "hung_store": hung,
+        "drain": drain,
+        "log_bytes_per_call": per_call,
         "targets": {
             "v1_p99_le_8ms": within(v1["p99_ms"], TARGETS["v1_p99_ms"]),
             "v1_zero_errors": v1["errors"] == 0,
@@ -327,6 +583,18 @@ def report(
             "grpc_p99_le_1.2x_rest": within(
                 grpc_to_rest, TARGETS["grpc_p99_ratio_to_rest"]
             ),
+            "v2_p99_le_1.5x_v1": within(v2_to_v1, TARGETS["v2_p99_ratio_to_v1"]),
+            "max_rate_at_p99_le_15ms_ge_1200": max_rate is not None
+            and max_rate >= TARGETS["max_rate"],
+            "hung_store_p99_le_100ms_0_errors_probes_le_1s": within(
+                hung["p99_ms"], TARGETS["hung_store_p99_ms"]
+            )
+            and hung["errors"] == 0
+            and within(hung["probe_max_s"], TARGETS["probe_s"])
+            and not hung["probes_not_200"],
+            "drain_0_refused": drain["errors"] == 0,
+            "log_le_1kb_per_call": within(per_call, TARGETS["log_bytes_per_call"]),
+            "ann_recall_at_20_ge_0.95": recall >= TARGETS["ann_recall_at_20"],
             "generator_kept_up": not any(
                 results[p].get("behind") for p in ("v1", "v2", "grpc", "floor")
             ),
@@ -376,6 +644,8 @@ def main() -> None:
         server=args.server_command,
     )
     bench.online_retail(models["online_retail"])
+    bench.hung_store(models["online_retail"])
+    bench.drain(models["online_retail"])
     bench.catalog_100k(models["catalog_100k"])
     summary = report(bench.results, models, bench)
     summary["machine"] = machine()

@@ -2,9 +2,9 @@
 
     python -m _serve.floor --model ARTIFACT --port 8090 [--cpu 0]
 
-FastAPI + numpy under uvicorn (one worker, one process): the user's vector dotted
-with the item matrix, top-k by ``argpartition`` then sorted, answered in the v1
-shape. No Feast, no history exclusion, no reasons, no logging, no validation
+FastAPI + numpy under uvicorn (one worker, one process, one BLAS thread like the
+server): the user's vector dotted with the item matrix, top-k by
+``argpartition`` then sorted, answered in the v1 shape. No Feast, no history exclusion, no reasons, no logging, no validation
 beyond what a KeyError gives. ``GET /v2/health/ready`` answers 200 once the
 vectors are in memory.
 """
@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cpu:
         os.sched_setaffinity(0, set(args.cpu))
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread, as the server runs (serving.compute_threads): with the
+    # default two, each 100k-item product waited for a second thread the event
+    # loop and the generator compete for (floor p99 0.2-2 s at 200/s).
+    threadpool_limits(1)
     import uvicorn
 
     uvicorn.run(

@@ -133,6 +133,44 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def load_command(
+    protocol: str,
+    url: str,
+    users_file: Path,
+    *,
+    rate: float,
+    duration: float,
+    closed: int = 0,
+    k: int = 20,
+    cpus: set[int] | None = None,
+) -> list[str]:
+    """The command line of a ``_serve.load`` run."""
+    return [
+        sys.executable,
+        "-m",
+        "_serve.load",
+        f"--protocol={protocol}",
+        f"--url={url}",
+        f"--users={users_file}",
+        f"--rate={rate}",
+        f"--duration={duration}",
+        f"--closed={closed}",
+        f"--k={k}",
+        *(f"--cpu={cpu}" for cpu in sorted(cpus or ())),
+    ]
+
+
+def load_summary(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The JSON summary a finished generator printed last.
+
+    Raises:
+        RuntimeError: the generator failed.
+    """
+    if returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{stderr[-3000:]}")
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
+
+
 def run_load(
     protocol: str,
     url: str,
@@ -149,19 +187,16 @@ def run_load(
     Raises:
         RuntimeError: the generator failed.
     """
-    command = [
-        sys.executable,
-        "-m",
-        "_serve.load",
-        f"--protocol={protocol}",
-        f"--url={url}",
-        f"--users={users_file}",
-        f"--rate={rate}",
-        f"--duration={duration}",
-        f"--closed={closed}",
-        f"--k={k}",
-        *(f"--cpu={cpu}" for cpu in sorted(cpus or ())),
-    ]
+    command = load_command(
+        protocol,
+        url,
+        users_file,
+        rate=rate,
+        duration=duration,
+        closed=closed,
+        k=k,
+        cpus=cpus,
+    )
     done = subprocess.run(
         command,
         env=child_env(),
@@ -169,6 +204,25 @@ def run_load(
         text=True,
         timeout=duration + 120,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return load_summary(done.returncode, done.stdout, done.stderr)
+
+
+def start_load(command: Sequence[str]) -> subprocess.Popen[str]:
+    """Start a generator in the background (read it with :func:`finish_load`)."""
+    return subprocess.Popen(
+        list(command),
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_load(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """Wait for a background generator; its JSON summary.
+
+    Raises:
+        RuntimeError: the generator failed.
+    """
+    stdout, stderr = process.communicate(timeout=timeout)
+    return load_summary(process.returncode, stdout, stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _serve import load  # noqa: E402
+import serve  # noqa: E402
+from _serve import faults, load  # noqa: E402
 from _serve.floor import top_k  # noqa: E402
 from _serve.load import HttpError, Outcome, RunResult  # noqa: E402
 
@@ -208,3 +210,49 @@ def test_floor_top_k_is_the_sorted_best() -> None:
     scores = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     assert list(top_k(scores, 20)) == list(np.argsort(-scores)[:20])
     assert list(top_k(scores[:5], 20)) == list(np.argsort(-scores[:5]))
+
+
+def test_hung_redis_accepts_and_never_answers() -> None:
+    with (
+        faults.HungRedis() as hung,
+        socket.create_connection(("127.0.0.1", hung.port), timeout=0.2) as client,
+    ):
+        client.sendall(b"*1\r\n$4\r\nPING\r\n")
+        with pytest.raises(TimeoutError):
+            client.recv(16)
+
+
+def test_a_probe_of_nothing_listening_is_no_answer() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    status, seconds = faults.get(f"http://127.0.0.1:{port}/v2/health/live")
+    assert status is None and seconds < faults.PROBE_TIMEOUT_S
+    prober = faults.Prober("http://x")
+    prober.answers = [(0.1, "/a", 200, 0.01), (0.6, "/a", None, 0.5)]
+    assert prober.summary() == {
+        "probes": 2,
+        "probe_max_s": 0.5,
+        "probes_not_200": {"/a None": 1},
+    }
+
+
+def test_log_bytes_per_call_from_the_servers_counts() -> None:
+    status = {"inference_log": {"written": 4, "bytes_written": 3602}}
+    assert serve.log_bytes_per_call(status) == 900.5
+    assert serve.log_bytes_per_call({"inference_log": None}) is None
+
+
+def test_a_step_holds_only_in_time_without_errors_or_lag() -> None:
+    step = {"p99_ms": 14.0, "errors": 0, "behind": False}
+    assert serve._held(step, 15.0)
+    assert not serve._held({**step, "p99_ms": 15.5}, 15.0)
+    assert not serve._held({**step, "errors": 1}, 15.0)
+    assert not serve._held({**step, "behind": True}, 15.0)
+    assert not serve._held({**step, "p99_ms": None}, 15.0)
+
+
+def test_one_querys_exclusions_are_row_zero() -> None:
+    seen = (np.array([0, 1, 1, 2]), np.array([5, 6, 7, 8]))
+    rows, items = serve._seen_row(seen, 1)
+    assert list(rows) == [0, 0] and list(items) == [6, 7]
