@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from interest_graph.config import Settings
@@ -178,6 +179,7 @@ class GraphModelRecommender:
                 "protocol": split.protocol,
                 "text_model": self.settings.text.model if self._uses_text else None,
                 "training": self.training_facts(),
+                "training_window": training_window(split),
             },
             user_ids=split.user_ids,
             item_ids=split.item_ids,
@@ -188,6 +190,20 @@ class GraphModelRecommender:
             item_titles=split.item_titles,
             trained=split.train,
         )
+
+
+def training_window(split: EvaluationSplit) -> dict[str, str] | None:
+    """The dates of the training events, ``[start, end)`` as ISO dates (the
+    day of the first and the day after the last): monitoring's reference
+    window "training". None where the data has no timestamps."""
+    events = split.train_events
+    if events is None or split.test_start is None or events.empty:
+        return None
+    days = events["days_before"]
+    first = split.test_start - pd.Timedelta(days=float(days.max()))
+    last = split.test_start - pd.Timedelta(days=float(days.min()))
+    end = last.normalize() + pd.Timedelta(days=1)
+    return {"start": first.date().isoformat(), "end": end.date().isoformat()}
 
 
 def _sub(folder: Path | None, name: str) -> Path | None:
@@ -211,6 +227,7 @@ def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
             "scorer": True,
             "hyperparameters": hyperparameters,
             "protocol": split.protocol,
+            "training_window": training_window(split),
         },
         user_ids=split.user_ids,
         item_ids=split.item_ids,

@@ -155,7 +155,9 @@ def feature_check(
     the window). Counts over N days are left out when the data before the
     reference window is shorter than N days (they would still be filling up)."""
     result = CheckResult(
-        name, f"{config.num_method} / {config.cat_method} per column, drifted share"
+        name,
+        f"{config.num_method} / {config.cat_method} per column "
+        f"(alpha {config.alpha} over the columns), drifted share",
     )
     result.threshold = config.drift_share
     if table is None:
@@ -203,7 +205,7 @@ def feature_check(
         "columns": {
             t.column: {
                 "method": t.method,
-                "value": round(t.value, 5),
+                "value": _rounded(t.value),
                 "threshold": t.threshold,
                 "drifted": t.drifted,
             }
@@ -213,6 +215,11 @@ def feature_check(
         "left_out": skipped,
     }
     return result
+
+
+def _rounded(value: float) -> float:
+    """Five significant digits: a p-value of 1e-9 must not print as 0."""
+    return float(f"{value:.5g}")
 
 
 def _sample(frame: pd.DataFrame, config: MonitoringConfig) -> pd.DataFrame:
@@ -244,7 +251,6 @@ def vector_check(
     """Embedding drift of the vectors of what shoppers engaged with in each
     window (items) or of who was active (users): one test over whole vectors."""
     result = CheckResult(name, f"{config.embedding_method} (Evidently EmbeddingsDrift)")
-    result.threshold = config.embedding_threshold
     if vectors is None:
         raise NotRun(why_missing)
     if events is None:
@@ -260,13 +266,19 @@ def vector_check(
         picked.append(matrix[rows[rows >= 0]])
     result.rows_reference, result.rows_current = len(picked[0]), len(picked[1])
     _enough(name, (len(picked[0]), len(picked[1])), config)
-    snapshot, score, method = reports.embedding_drift(
+    snapshot, score, threshold = reports.embedding_drift(
         picked[0].astype(np.float64), picked[1].astype(np.float64), name, config
     )
     result.value = score
-    result.drift_detected = score > config.embedding_threshold
+    result.threshold = threshold
+    result.drift_detected = score > threshold
     result.snapshot = snapshot
-    result.details = {"dimensions": int(matrix.shape[1]), "method": method}
+    result.details = {
+        "dimensions": int(matrix.shape[1]),
+        "method": config.embedding_method,
+        "sample_per_window": config.embedding_sample,
+        "alpha": config.alpha,
+    }
     return result
 
 
@@ -281,7 +293,8 @@ def prediction_check(
     kind of fallbacks, unknown-user share, and catalogue coverage."""
     result = CheckResult(
         "predictions",
-        f"{config.num_method} / {config.cat_method} per column; coverage change",
+        f"{config.num_method} / {config.cat_method} per column (alpha "
+        f"{config.alpha} over the columns); coverage change",
     )
     result.threshold = config.drift_share
     if inference is None:
@@ -313,7 +326,8 @@ def prediction_check(
         columns={
             t.column: {
                 "method": t.method,
-                "value": round(t.value, 5),
+                "value": _rounded(t.value),
+                "threshold": t.threshold,
                 "drifted": t.drifted,
             }
             for t in tests
@@ -480,9 +494,8 @@ def interest_check(
     the same sampling noise however long the windows are.
     """
     result = CheckResult(
-        "user_interests", f"{config.num_method} on interest_overlap per user"
+        "user_interests", f"{config.interest_method} on interest_overlap per user"
     )
-    result.threshold = config.num_threshold
     if events is None:
         raise NotRun("no events to build interest profiles from")
     if item_categories is None:
@@ -504,10 +517,16 @@ def interest_check(
     result.rows_reference, result.rows_current = len(sides[0]), len(sides[1])
     _enough("user_interests", (len(sides[0]), len(sides[1])), config)
     snapshot, tests = reports.column_drift(
-        sides[0], sides[1], ["interest_overlap"], [], config
+        sides[0],
+        sides[1],
+        ["interest_overlap"],
+        [],
+        config,
+        num_method=config.interest_method,
     )
     (test,) = tests
     result.value = test.value
+    result.threshold = test.threshold
     result.drift_detected = test.drifted
     result.snapshot = snapshot
     result.details = {
@@ -519,6 +538,7 @@ def interest_check(
             "current": round(float(sides[1]["interest_overlap"].mean()), 4),
         },
         "events_per_user": config.interest_events,
+        "p_value": test.method in reports.P_VALUE_METHODS,
     }
     return result
 

@@ -92,11 +92,18 @@ def run_monitor(
     data_end = _data_end(data)
     cur = current_window(current, data_end)
     model_config = _model_config(inputs.model_dir)
+    no_model = inputs.model_problem or "none given"
     ref, note = reference_window(
         reference,
         cur,
         training=training_window(model_config),
         fallback_days=config.reference_days,
+        why_no_training=(
+            f"no model to read a training window from ({no_model})"
+            if inputs.model_dir is None
+            else f"the model at {inputs.model_dir} records no training window "
+            "(written before models recorded it; retrain to record one)"
+        ),
     )
     results = [
         _attempt(name, partial(_check, name, data, ref, cur, data_end, config, k))

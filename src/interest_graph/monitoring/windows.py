@@ -72,12 +72,13 @@ def reference_window(
     *,
     training: Window | None,
     fallback_days: int,
+    why_no_training: str = "the model records no training window",
 ) -> tuple[Window, str | None]:
     """The window to compare against, and a note when it is not what was asked.
 
     ``training`` is the champion's training window when the model records one;
     without it the ``fallback_days`` before the current window stand in, and the
-    note says so (it goes into the summary).
+    note says so and why (``why_no_training``; it goes into the summary).
 
     Raises:
         ConfigError: an unknown spec or an empty range.
@@ -88,8 +89,8 @@ def reference_window(
             return training, None
         window = _before(current, fallback_days, f"previous {fallback_days} days")
         return window, (
-            "the model records no training window; the reference is the "
-            f"{fallback_days} days before the current window"
+            f"{why_no_training}; the reference is the {fallback_days} days before "
+            "the current window (monitoring.reference_days)"
         )
     previous = _PREVIOUS.match(spec)
     if previous:
@@ -124,11 +125,26 @@ def _range(spec: str) -> Window:
 
 
 def training_window(model_config: dict[str, object]) -> Window | None:
-    """The training window a model artifact's ``config.json`` records, if any
-    (``training_window: {"start", "end"}``)."""
+    """The training window a model artifact's ``config.json`` records
+    (``training_window: {"start", "end"}``, ISO dates of the training events,
+    end exclusive); None for artifacts written before it was recorded.
+
+    Raises:
+        ConfigError: a ``training_window`` that is not two dates in order.
+    """
     value = model_config.get("training_window")
-    if not isinstance(value, dict) or "start" not in value or "end" not in value:
+    if value is None:
         return None
-    return Window(
+    if not isinstance(value, dict) or "start" not in value or "end" not in value:
+        raise ConfigError(
+            f"the model's config.json has training_window {value!r}; expected "
+            '{"start": DATE, "end": DATE}'
+        )
+    window = Window(
         _timestamp(str(value["start"])), _timestamp(str(value["end"])), "training"
     )
+    if window.end <= window.start:
+        raise ConfigError(
+            f"the model's training_window {value!r} ends before it starts"
+        )
+    return window
