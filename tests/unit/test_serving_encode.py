@@ -1,7 +1,9 @@
-"""The v2 REST answer the service encodes itself equals KServe's own encoding."""
+"""The v2 answers the service encodes itself (REST JSON, gRPC messages) equal
+KServe's own encoding."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -14,6 +16,9 @@ from interest_graph.serving.kserve_compat import (
     InferResponse,
     ModelRepository,
 )
+from interest_graph.serving.model import Recommendation
+from interest_graph.serving.protocol import Call, grpc_response, v2_response
+from interest_graph.serving.requests import RecommendationRequest
 
 
 def _response(**kwargs: Any) -> InferResponse:
@@ -75,3 +80,39 @@ def test_other_answers_keep_kserves_encoding(
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     assert sign in raw
     assert "Content-Type" not in answer_headers  # not the service's own JSON
+
+
+def _call(outputs: list[str] | None) -> Call:
+    """Two users at k=3: one answered in full, one with a single item."""
+    item = {"item_id": "I1", "score": 0.5, "title": "Mug", "category": None}
+    call = Call(
+        "grpc",
+        [RecommendationRequest("U1", 3), RecommendationRequest("U2", 3)],
+        started=0.0,
+        request_id="req-1",
+        outputs=outputs,
+    )
+    call.recommendations = [
+        Recommendation(
+            "U1",
+            [{**item, "reason": "because you like mugs"}] * 3,
+            None,
+            "4",
+        ),
+        Recommendation("U2", [{**item, "reason": "popular"}], "unknown_user", "4"),
+    ]
+    return call
+
+
+@pytest.mark.parametrize("outputs", [None, ["score", "fallback"]])
+def test_grpc_message_equals_kserves_from_the_v2_response(
+    outputs: list[str] | None,
+) -> None:
+    call = _call(outputs)
+    mine = grpc_response(call, "recommender")
+    theirs = v2_response(call, "recommender").to_grpc()
+    assert mine.SerializeToString(deterministic=True) == theirs.SerializeToString(
+        deterministic=True
+    )
+    scores = next(o for o in mine.outputs if o.name == "score").contents
+    assert math.isnan(scores.fp32_contents[4])  # U2's unfilled second rank

@@ -30,6 +30,7 @@ from interest_graph.serving.protocol import (
     V2_INPUT_TYPES,
     V2_OUTPUT_TYPES,
     Call,
+    grpc_response,
     log_request,
     parse_call,
     v1_response,
@@ -135,12 +136,17 @@ class RecommenderModel(Model):
         call: Call,
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
-    ) -> dict[str, Any] | InferResponse:
-        answer: dict[str, Any] | InferResponse = (
-            v1_response(call.recommendations)
-            if call.protocol == "v1"
-            else v2_response(call, self.name)
-        )
+    ) -> Any:
+        """The answer in the call's protocol (v1: a dict; v2 REST: an
+        ``InferResponse``; gRPC: the ``ModelInferResponse`` message) after
+        metrics and the inference log record."""
+        answer: dict[str, Any] | InferResponse | Any
+        if call.protocol == "v1":
+            answer = v1_response(call.recommendations)
+        elif call.protocol == "grpc":
+            answer = grpc_response(call, self.name)
+        else:
+            answer = v2_response(call, self.name)
         recommendations = call.recommendations
         record_call(
             call.protocol,
