@@ -218,13 +218,72 @@ class EvaluationConfig(Section):
         return value
 
 
+HybridSource = Literal["temporal-ease", "graph", "text", "interest"]
+HYBRID_SOURCES: tuple[HybridSource, ...] = (
+    "temporal-ease",
+    "graph",
+    "text",
+    "interest",
+)
+
+
+class HybridConfig(Section):
+    """The hybrid ranker (``train.model: hybrid``): candidate sources, features and
+    the LightGBM lambdarank model trained on a validation window of training
+    (``train.validation_days``; its graph source trains with the other train.*)."""
+
+    sources: list[HybridSource] = Field(
+        default_factory=lambda: list(HYBRID_SOURCES),
+        description="Candidate sources; a source left out also drops its features "
+        "(the ablations of bench/quality.py).",
+    )
+    graph_model: Literal["text-lightgcn", "lightgcn", "graph-filter"] = Field(
+        "text-lightgcn",
+        description="The graph source: a GNN trained with the train.* settings "
+        "(epochs early-stopped on validation), or the training-free graph filter.",
+    )
+    recency: bool = Field(
+        True,
+        description="Recency signals: recent popularity, item age, last basket, "
+        "recency-weighted text profile (false: the 'without recency' ablation).",
+    )
+    candidates_per_source: int = Field(
+        100, ge=1, description="Top items each candidate source contributes."
+    )
+    text_half_life_days: float = Field(
+        30.0, gt=0, description="Half life of a purchase in the recent text profile."
+    )
+    windows: int = Field(
+        2,
+        ge=1,
+        description="Validation windows the ranker learns from: the last "
+        "train.validation_days of training, then the same span before it, ...",
+    )
+    rounds: int = Field(
+        600, ge=1, description="Most boosting rounds; early stopping picks fewer."
+    )
+    early_stopping_rounds: int = Field(40, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    holdout_share: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the validation window's users that early stopping "
+        "of the ranker watches (the ranker then refits on all of them).",
+    )
+
+
 class TrainConfig(Section):
     """The graph model and how it trains (``interest-graph train``)."""
 
-    model: Literal["lightgcn", "text-lightgcn", "hetero-sage"] = Field(
+    model: Literal["lightgcn", "text-lightgcn", "hetero-sage", "hybrid"] = Field(
         "text-lightgcn",
         description="lightgcn: ID vectors only; text-lightgcn: ID + projected "
-        "text; hetero-sage: GraphSAGE (to_hetero) on Feast user/item features.",
+        "text; hetero-sage: GraphSAGE (to_hetero) on Feast user/item features; "
+        "hybrid: LightGBM lambdarank over graph, text, temporal and interest "
+        "signals (the hybrid section).",
     )
     dim: int = Field(64, ge=2)
     layers: int = Field(3, ge=0, le=8)
@@ -498,6 +557,7 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)

@@ -19,4 +19,4 @@ PROTOCOL_NAMES = (
 BASELINE_NAMES = ("random", "popularity", "itemknn", "ease", "text-knn")
 # interest_graph.models.recommender.GRAPH_MODELS and SCORING_MODELS
 GRAPH_MODEL_NAMES = ("lightgcn", "text-lightgcn", "hetero-sage")
-SCORING_MODEL_NAMES = ("graph-filter", "temporal-ease")
+SCORING_MODEL_NAMES = ("graph-filter", "temporal-ease", "hybrid")

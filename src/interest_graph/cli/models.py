@@ -75,6 +75,8 @@ def evaluate(
         protocol, source, name or "popularity", settings, out, recs
     )
     print_metrics_table([result], settings.evaluation.k)
+    if "feature_importance" in result:
+        _print_importance(result["feature_importance"])
     console.print_json(json.dumps(result))
 
 
@@ -129,9 +131,21 @@ def train(
     started = time.perf_counter()
     result = stages.train(protocol, data, target, settings, name, register=register)
     print_metrics_table([_timed(result.metrics, started)], settings.evaluation.k)
+    if "feature_importance" in result.metrics:
+        _print_importance(result.metrics["feature_importance"])
     console.print(f"artifact: {result.artifact}\nmetrics: {result.metrics_path}")
     if result.registered is not None:
         console.print(f"registered {result.registered.describe()}")
+
+
+def _print_importance(rows: list[dict[str, Any]], top: int = 15) -> None:
+    """The learned ranker's features by their share of the total gain."""
+    table = Table(title="Hybrid ranker: what carries the ranking")
+    for column in ("feature", "gain share", "splits"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for row in rows[:top]:
+        table.add_row(row["feature"], f"{row['gain_share']:.3f}", str(row["splits"]))
+    console.print(table)
 
 
 @clear_errors

@@ -32,8 +32,9 @@ from interest_graph.models.training import TrainingRun, train_graph_model
 log = get_logger("models")
 
 GRAPH_MODELS = ("lightgcn", "text-lightgcn", "hetero-sage")
-# Trained by ``fit`` alone (closed form or training-free), no artifact vectors.
-SCORING_MODELS = ("graph-filter", "temporal-ease")
+# Trained by ``fit`` alone (closed form, training-free, or the hybrid ranker over
+# other models' signals); their artifacts are scorers, rebuilt from their arrays.
+SCORING_MODELS = ("graph-filter", "temporal-ease", "hybrid")
 
 
 def feast_node_features(
@@ -211,9 +212,13 @@ def _sub(folder: Path | None, name: str) -> Path | None:
 
 
 def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
-    """A fitted graph filter or temporal EASE as an artifact (its arrays, no pickle)."""
+    """A fitted graph filter, temporal EASE or hybrid ranker as an artifact (its
+    arrays, no pickle)."""
     from interest_graph.models.graph_filter import GraphFilter
+    from interest_graph.models.hybrid import HybridRanker
 
+    if isinstance(model, HybridRanker):
+        return model.to_artifact(split)
     if isinstance(model, GraphFilter):
         tensors = model.to_tensors()
         tensors["user_vectors"] = model.user_vectors(np.arange(split.n_users))
@@ -238,10 +243,14 @@ def scorer_artifact(model: Any, split: EvaluationSplit) -> ModelArtifact:
 
 
 def rebuilt_scorer(artifact: ModelArtifact) -> Recommender:
-    """The fitted scorer (graph filter, temporal EASE) a scorer artifact holds."""
+    """The fitted scorer (graph filter, temporal EASE, hybrid ranker) a scorer
+    artifact holds."""
     from interest_graph.models.graph_filter import GraphFilter
+    from interest_graph.models.hybrid import HybridRanker
     from interest_graph.models.shop_signals import TemporalEASE
 
+    if artifact.model == HybridRanker.name:
+        return HybridRanker.from_artifact(artifact)
     hyperparameters = artifact.config["hyperparameters"]
     if artifact.model == GraphFilter.name:
         return GraphFilter.from_tensors(artifact.tensors, hyperparameters)

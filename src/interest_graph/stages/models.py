@@ -56,6 +56,10 @@ def resolve_model(name: str, settings: Settings) -> Recommender:
         from interest_graph.models.shop_signals import TemporalEASE
 
         return TemporalEASE()
+    if name == "hybrid":
+        from interest_graph.models.hybrid import HybridRanker
+
+        return HybridRanker(settings)
     if Path(name).exists():
         raise ConfigError(f"{name} is not a model artifact (no config.json + weights)")
     return make_baseline(name, settings)
@@ -96,7 +100,9 @@ def train(
     Writes the artifact (``<out_dir>/model``: safetensors + JSON + index) and
     ``<out_dir>/metrics.json``: validation metrics that chose the epochs, and the
     artifact's scores on the protocol's test users (reported, never used to choose).
-    ``model_name`` may also be a scorer (``graph-filter``, ``temporal-ease``).
+    ``model_name`` may also be a scorer (``graph-filter``, ``temporal-ease``,
+    ``hybrid``; the hybrid also writes its ranker in LightGBM's text format and its
+    feature importances beside the artifact).
     With ``register``, the artifact becomes a registry version with its metrics and
     lineage, and the promotion gate decides whether it is the new champion.
     """
@@ -108,9 +114,10 @@ def train(
 
     split = build_split(protocol, source)
     log.info("%s: %s", protocol, split.describe())
-    scorer = model_name in SCORING_MODELS
+    name = model_name or settings.train.model
+    scorer = name in SCORING_MODELS
     model: Any = (
-        resolve_model(str(model_name), settings)
+        resolve_model(name, settings)
         if scorer
         else GraphModelRecommender(settings, model_name)
     )
@@ -120,10 +127,12 @@ def train(
     out = Path(out_dir)
     saved = scorer_artifact(model, split) if scorer else model.to_artifact(split)
     artifact = saved.save(out / "model")
+    if hasattr(model, "write_beside"):
+        model.write_beside(artifact)
     metrics = _test_metrics(model, split, settings, model.name)
     metrics["fit_seconds"] = round(fit_seconds, 2)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    if not scorer:
+    if hasattr(model, "training_facts"):
         metrics["training"] = model.training_facts()
     metrics["artifact"] = str(artifact)
     metrics_path = out / "metrics.json"
@@ -215,11 +224,20 @@ def _fitted(
 def _test_metrics(
     fitted: Recommender, split: EvaluationSplit, settings: Settings, label: str
 ) -> dict[str, Any]:
-    """Rank the split's test users with a fitted model and score the ranking."""
+    """Rank the split's test users with a fitted model and score the ranking; a
+    learned ranker (the hybrid) adds its feature importances, largest first."""
     top_k, _ = rank_test_users(
         fitted, split, settings.evaluation.k, settings.evaluation.user_batch_size
     )
-    return {"protocol": split.protocol, "model": label, **score_ranking(split, top_k)}
+    metrics = {
+        "protocol": split.protocol,
+        "model": label,
+        **score_ranking(split, top_k),
+    }
+    importance = getattr(fitted, "feature_importance", None)
+    if callable(importance):
+        metrics["feature_importance"] = importance()
+    return metrics
 
 
 def evaluate_on_split(

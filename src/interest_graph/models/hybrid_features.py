@@ -1,0 +1,488 @@
+"""The hybrid ranker's signals: candidate sources and per-(user, item) features.
+
+:class:`HybridSignals` holds everything fitted on one split that the ranker reads:
+temporal EASE, the graph model's vectors, item text vectors, the interest graph's
+clusters and user weights, and the recency and popularity facts of the training
+events. :func:`candidate_features` turns a batch of users into candidates (the
+union of each source's top items) and one feature row per (user, candidate).
+
+Every signal is computed from ``split.train`` and ``split.train_events`` only, so a
+validation split carved from training gives the ranker the same features it will
+see at test time, shifted by the validation window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from interest_graph.models.shop_signals import TemporalEASE
+
+# Sources whose score and rank are features (candidate sources and helpers).
+SCORED = (
+    "temporal_ease",
+    "graph",
+    "text_profile",
+    "text_recent",
+    "basket_ease",
+    "interest_popularity",
+)
+DAYS_WINDOW_SHORT = 7.0
+DAYS_WINDOW_LONG = 30.0
+# An event within this many days of a user's latest counts to their last basket.
+BASKET_DAYS = 1.0
+_NO_DAYS = 1e4  # "never": older than any shop history
+
+
+@dataclass
+class HybridSignals:
+    """The fitted signals of one split (see the module notes).
+
+    Attributes:
+        temporal_ease: the fitted temporal EASE (its ``ease`` weights are also the
+            item-to-item source of the last basket).
+        train: binary users x items training matrix (what each user has).
+        pair_days: days before the split's end of each training pair's latest
+            event, aligned with ``train.data``.
+        pair_events: events per training pair, aligned with ``train.data``.
+        graph_users, graph_items: the graph model's vectors, or None.
+        text: unit text vector per item, or None.
+        item_interest: interest id per item (-1: none), from the interest graph.
+        item_interest_cosine: the item's cosine to its interest's centroid.
+        user_interest_weight: users x interests weights of the interest graph.
+        item_popularity: distinct users per item over all training.
+        item_popularity_short, item_popularity_long: distinct users in the last
+            ``DAYS_WINDOW_SHORT`` and ``DAYS_WINDOW_LONG`` days.
+        item_age_days: days since the item's first event.
+        item_idle_days: days since the item's latest event.
+        text_half_life_days: recency half life of the user's text profile.
+        recency: whether recency signals are used (the "without recency" ablation
+            sets it False: recency features are then constant).
+    """
+
+    temporal_ease: TemporalEASE
+    train: sp.csr_matrix
+    pair_days: np.ndarray
+    pair_events: np.ndarray
+    item_popularity: np.ndarray
+    item_popularity_short: np.ndarray
+    item_popularity_long: np.ndarray
+    item_age_days: np.ndarray
+    item_idle_days: np.ndarray
+    graph_users: np.ndarray | None = None
+    graph_items: np.ndarray | None = None
+    text: np.ndarray | None = None
+    item_interest: np.ndarray | None = None
+    item_interest_cosine: np.ndarray | None = None
+    user_interest_weight: np.ndarray | None = None
+    text_half_life_days: float = 30.0
+    recency: bool = True
+    _interest_onehot: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.train.shape[1])
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        """The signals as named arrays (``signals.*`` and ``temporal_ease.*``)."""
+        arrays: dict[str, np.ndarray] = {
+            f"temporal_ease.{name}": array
+            for name, array in self.temporal_ease.to_arrays().items()
+        }
+        train = self.train
+        own = {
+            "train_indptr": train.indptr.astype(np.int64),
+            "train_indices": train.indices.astype(np.int64),
+            "train_shape": np.asarray(train.shape, dtype=np.int64),
+            "pair_days": self.pair_days,
+            "pair_events": self.pair_events,
+            "item_popularity": self.item_popularity,
+            "item_popularity_short": self.item_popularity_short,
+            "item_popularity_long": self.item_popularity_long,
+            "item_age_days": self.item_age_days,
+            "item_idle_days": self.item_idle_days,
+            "graph_users": self.graph_users,
+            "graph_items": self.graph_items,
+            "text": self.text,
+            "item_interest": self.item_interest,
+            "item_interest_cosine": self.item_interest_cosine,
+            "user_interest_weight": self.user_interest_weight,
+        }
+        arrays.update(
+            {
+                f"signals.{k}": np.ascontiguousarray(v)
+                for k, v in own.items()
+                if v is not None
+            }
+        )
+        return arrays
+
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: Mapping[str, np.ndarray],
+        temporal_ease_config: Mapping[str, Any],
+        text_half_life_days: float,
+        recency: bool,
+    ) -> HybridSignals:
+        """Signals rebuilt from :meth:`to_tensors` output."""
+        prefix = "temporal_ease."
+        ease = TemporalEASE.from_arrays(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)},
+            temporal_ease_config,
+        )
+
+        def get(name: str) -> np.ndarray | None:
+            return tensors.get(f"signals.{name}")
+
+        shape = tuple(int(n) for n in tensors["signals.train_shape"])
+        indices, indptr = (
+            tensors["signals.train_indices"],
+            tensors["signals.train_indptr"],
+        )
+        train = sp.csr_matrix(
+            (np.ones(indices.size, dtype=np.float32), indices, indptr), shape=shape
+        )
+        required = {
+            name: tensors[f"signals.{name}"]
+            for name in (
+                "pair_days",
+                "pair_events",
+                "item_popularity",
+                "item_popularity_short",
+                "item_popularity_long",
+                "item_age_days",
+                "item_idle_days",
+            )
+        }
+        return cls(
+            temporal_ease=ease,
+            train=train,
+            graph_users=get("graph_users"),
+            graph_items=get("graph_items"),
+            text=get("text"),
+            item_interest=get("item_interest"),
+            item_interest_cosine=get("item_interest_cosine"),
+            user_interest_weight=get("user_interest_weight"),
+            text_half_life_days=text_half_life_days,
+            recency=recency,
+            **required,
+        )
+
+    # --- per-batch matrices ----------------------------------------------------
+
+    def _history_rows(self, users: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """The users' training rows with pair days and event counts as data."""
+        rows = self.train[users]
+        starts = self.train.indptr[users]
+        lengths = np.diff(rows.indptr)
+        position = np.repeat(starts - rows.indptr[:-1], lengths) + np.arange(rows.nnz)
+        days = sp.csr_matrix(
+            (self.pair_days[position], rows.indices, rows.indptr), shape=rows.shape
+        )
+        events = sp.csr_matrix(
+            (self.pair_events[position], rows.indices, rows.indptr), shape=rows.shape
+        )
+        return days, events
+
+    def interest_onehot(self) -> sp.csr_matrix | None:
+        """Items x interests membership (None without an interest graph)."""
+        if self.item_interest is None or self.user_interest_weight is None:
+            return None
+        if self._interest_onehot is None:
+            has = self.item_interest >= 0
+            self._interest_onehot = sp.csr_matrix(
+                (
+                    np.ones(int(has.sum()), dtype=np.float32),
+                    (np.flatnonzero(has), self.item_interest[has]),
+                ),
+                shape=(self.n_items, self.user_interest_weight.shape[1]),
+            )
+        return self._interest_onehot
+
+
+@dataclass
+class BatchFeatures:
+    """Candidates of a batch of users and their feature rows.
+
+    Attributes:
+        rows: position of the user in the batch, per candidate.
+        items: item column, per candidate.
+        values: candidates x features, float32.
+        fallback: batch x items order for non-candidates (higher is better).
+    """
+
+    rows: np.ndarray
+    items: np.ndarray
+    values: np.ndarray
+    fallback: np.ndarray
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every item per row (best = 1); -inf items rank last."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+    return ranks
+
+
+def source_scores(
+    signals: HybridSignals, users: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each scored source's batch x items scores, and per-user facts.
+
+    Returns:
+        ``(scores, user_facts)``; sources the signals lack are left out.
+    """
+    days, events = signals._history_rows(users)
+    n_items = signals.n_items
+    recency = signals.recency
+    # Recency weight of each owned pair (1 everywhere without recency).
+    weight = days.copy()
+    weight.data = (
+        0.5 ** (days.data / signals.text_half_life_days)
+        if recency
+        else np.ones_like(days.data)
+    ).astype(np.float32)
+    latest = np.full(len(users), _NO_DAYS, dtype=np.float32)
+    nonempty = np.diff(days.indptr) > 0
+    latest[nonempty] = np.minimum.reduceat(days.data, days.indptr[:-1][nonempty])
+    basket = days.copy()
+    owner_latest = np.repeat(latest, np.diff(days.indptr))
+    basket.data = (days.data <= owner_latest + BASKET_DAYS).astype(np.float32)
+    basket.eliminate_zeros()
+
+    scores: dict[str, np.ndarray] = {
+        "temporal_ease": np.asarray(signals.temporal_ease.score(users), np.float32)
+    }
+    if recency and signals.temporal_ease.ease is not None:
+        scores["basket_ease"] = np.asarray(
+            basket @ signals.temporal_ease.ease, dtype=np.float32
+        )
+    if signals.graph_users is not None and signals.graph_items is not None:
+        scores["graph"] = signals.graph_users[users] @ signals.graph_items.T
+    if signals.text is not None:
+        profile = signals.train[users] @ signals.text
+        scores["text_profile"] = _unit(profile) @ signals.text.T
+        if recency:
+            scores["text_recent"] = _unit(weight @ signals.text) @ signals.text.T
+            scores["text_basket_max"] = _basket_max_cosine(basket, signals.text)
+    popularity = (
+        np.log1p(signals.item_popularity_long)
+        if recency
+        else np.log1p(signals.item_popularity)
+    ).astype(np.float32)
+    onehot = signals.interest_onehot()
+    user_facts: dict[str, np.ndarray] = {
+        "user_items": np.log1p(np.diff(days.indptr)).astype(np.float32),
+        "user_repeat": (
+            np.asarray(events.sum(axis=1)).ravel() / np.maximum(np.diff(days.indptr), 1)
+        ).astype(np.float32),
+    }
+    if recency:
+        user_facts["user_idle_days"] = latest
+    if onehot is not None and signals.user_interest_weight is not None:
+        share = np.asarray((weight @ onehot).todense(), dtype=np.float32)
+        share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+        item_interest = signals.item_interest
+        assert item_interest is not None
+        has = item_interest >= 0
+        per_item = np.zeros((len(users), n_items), dtype=np.float32)
+        per_item[:, has] = share[:, item_interest[has]]
+        scores["interest_share"] = per_item
+        graph_weight = np.zeros_like(per_item)
+        graph_weight[:, has] = signals.user_interest_weight[users][
+            :, item_interest[has]
+        ]
+        scores["interest_weight"] = graph_weight
+        scores["interest_popularity"] = per_item * popularity[None, :]
+    return scores, user_facts
+
+
+def _basket_max_cosine(basket: sp.csr_matrix, text: np.ndarray) -> np.ndarray:
+    """Per user, the best cosine of each item to an item of their last basket."""
+    out = np.zeros((basket.shape[0], text.shape[0]), dtype=np.float32)
+    for row in range(basket.shape[0]):
+        owned = basket.indices[basket.indptr[row] : basket.indptr[row + 1]]
+        if owned.size:
+            out[row] = (text[owned] @ text.T).max(axis=0)
+    return out
+
+
+# Which score matrix each candidate source reads, best first.
+CANDIDATE_SCORES: dict[str, tuple[str, ...]] = {
+    "temporal-ease": ("temporal_ease", "basket_ease"),
+    "graph": ("graph",),
+    "text": ("text_recent", "text_profile"),
+    "interest": ("interest_popularity",),
+}
+
+
+def feature_names(signals: HybridSignals) -> list[str]:
+    """The feature columns :func:`candidate_features` writes, in order."""
+    scores, facts = source_scores(signals, np.zeros(1, dtype=np.int64))
+    return _feature_names(scores, facts)
+
+
+def _feature_names(
+    scores: Mapping[str, np.ndarray], facts: Mapping[str, np.ndarray]
+) -> list[str]:
+    names: list[str] = []
+    for name in scores:
+        names.append(f"{name}_score")
+        if name in SCORED:
+            names.append(f"{name}_rank")
+    names += [
+        "item_popularity",
+        "item_popularity_short",
+        "item_popularity_long",
+        "item_age_days",
+        "item_idle_days",
+        "item_interest_cosine",
+        *facts,
+        "candidate_sources",
+    ]
+    return names
+
+
+def candidate_features(
+    signals: HybridSignals,
+    users: np.ndarray,
+    allowed: np.ndarray,
+    per_source: int,
+    sources: tuple[str, ...],
+) -> tuple[BatchFeatures, list[str]]:
+    """Candidates of ``users`` and their features.
+
+    Args:
+        signals: the fitted signals.
+        users: rows of the signals' training matrix.
+        allowed: batch x items mask of the items that may be recommended (not
+            owned, among the protocol's candidates).
+        per_source: top items each candidate source contributes.
+        sources: the candidate sources in use (``HybridConfig.sources``).
+
+    Returns:
+        The batch's candidates with their feature rows, and the feature names.
+    """
+    scores, facts = source_scores(signals, users)
+    masked = {
+        name: np.where(allowed, matrix, -np.inf).astype(np.float32)
+        for name, matrix in scores.items()
+    }
+    chosen = np.zeros(allowed.shape, dtype=np.int8)
+    take = min(per_source, allowed.shape[1] - 1)
+    for source in sources:
+        for name in CANDIDATE_SCORES[source]:
+            if name not in masked:
+                continue
+            top = np.argpartition(-masked[name], take, axis=1)[:, :take]
+            picked = np.zeros(allowed.shape, dtype=bool)
+            np.put_along_axis(picked, top, True, axis=1)
+            chosen += picked & allowed
+    if not chosen.any():
+        chosen = allowed.astype(np.int8)  # no source: every allowed item
+    rows, items = np.nonzero(chosen)
+    columns: list[np.ndarray] = []
+    for name, matrix in masked.items():
+        columns.append(scores[name][rows, items])
+        if name in SCORED:
+            columns.append(_ranks(matrix)[rows, items].astype(np.float32))
+    no_interest = np.zeros(signals.n_items, dtype=np.float32)
+    item_columns = (
+        np.log1p(signals.item_popularity),
+        np.log1p(signals.item_popularity_short) if signals.recency else no_interest,
+        np.log1p(signals.item_popularity_long) if signals.recency else no_interest,
+        signals.item_age_days if signals.recency else no_interest,
+        signals.item_idle_days if signals.recency else no_interest,
+        (
+            no_interest
+            if signals.item_interest_cosine is None
+            else signals.item_interest_cosine
+        ),
+    )
+    columns += [np.asarray(c, dtype=np.float32)[items] for c in item_columns]
+    columns += [fact[rows] for fact in facts.values()]
+    columns.append(chosen[rows, items].astype(np.float32))
+    values = np.column_stack(columns).astype(np.float32)
+    primary = masked["temporal_ease"]
+    fallback = np.where(np.isfinite(primary), primary, np.float32(-1e30))
+    return (
+        BatchFeatures(rows=rows, items=items, values=values, fallback=fallback),
+        _feature_names(scores, facts),
+    )
+
+
+def pair_facts(
+    train: sp.csr_matrix, events: Any | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Days since each training pair's latest event, and its event count.
+
+    Aligned with ``train.data`` (CSR order). Without events (no timestamps) every
+    pair is 0 days old with one event.
+    """
+    train = train.tocsr()
+    if events is None or len(events) == 0:
+        return np.zeros(train.nnz, np.float32), np.ones(train.nnz, np.float32)
+    n_items = train.shape[1]
+    keys = events["user"].to_numpy(np.int64) * n_items + events["item"].to_numpy(
+        np.int64
+    )
+    pairs, inverse = np.unique(keys, return_inverse=True)
+    latest = np.full(pairs.size, np.inf)
+    np.minimum.at(latest, inverse, events["days_before"].to_numpy(np.float64))
+    counts = np.bincount(inverse, minlength=pairs.size)
+    rows = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
+    train_keys = rows * n_items + train.indices.astype(np.int64)
+    position = np.clip(np.searchsorted(pairs, train_keys), 0, max(pairs.size - 1, 0))
+    found = pairs[position] == train_keys
+    days = np.where(found, latest[position], _NO_DAYS)
+    count = np.where(found, counts[position], 1)
+    return days.astype(np.float32), count.astype(np.float32)
+
+
+def item_facts(
+    n_items: int, train: sp.csr_matrix, events: Any | None
+) -> dict[str, np.ndarray]:
+    """Popularity (all, last 7 and 30 days), age and idle days per item."""
+    popularity = np.asarray(train.getnnz(axis=0), dtype=np.float32)
+    zeros = np.zeros(n_items, dtype=np.float32)
+    if events is None or len(events) == 0:
+        return {
+            "item_popularity": popularity,
+            "item_popularity_short": zeros,
+            "item_popularity_long": zeros,
+            "item_age_days": zeros,
+            "item_idle_days": zeros,
+        }
+    item = events["item"].to_numpy(np.int64)
+    user = events["user"].to_numpy(np.int64)
+    days = events["days_before"].to_numpy(np.float64)
+
+    def distinct_users(window: float) -> np.ndarray:
+        recent = days <= window
+        keys = np.unique(item[recent] * (int(user.max()) + 1) + user[recent])
+        counted = np.bincount(keys // (int(user.max()) + 1), minlength=n_items)
+        return counted.astype(np.float32)
+
+    first = np.full(n_items, -np.inf)
+    np.maximum.at(first, item, days)
+    last = np.full(n_items, np.inf)
+    np.minimum.at(last, item, days)
+    seen = np.isfinite(last)
+    return {
+        "item_popularity": popularity,
+        "item_popularity_short": distinct_users(DAYS_WINDOW_SHORT),
+        "item_popularity_long": distinct_users(DAYS_WINDOW_LONG),
+        "item_age_days": np.where(seen, first, -1.0).astype(np.float32),
+        "item_idle_days": np.where(seen, last, _NO_DAYS).astype(np.float32),
+    }

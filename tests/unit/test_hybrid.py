@@ -1,0 +1,151 @@
+"""The hybrid ranker on a small synthetic shop: it learns, saves, reloads, and never
+reads the test window."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from interest_graph.config import HybridConfig, Settings
+from interest_graph.evaluation.baselines import PopularityBaseline
+from interest_graph.evaluation.protocols import (
+    EvaluationSplit,
+    shop_test_start,
+    temporal_split,
+)
+from interest_graph.evaluation.ranking import rank_test_users, score_ranking
+from interest_graph.models.hybrid import IMPORTANCE_FILE, RANKER_FILE, HybridRanker
+from interest_graph.models.hybrid_features import item_facts, pair_facts
+from interest_graph.models.recommender import ArtifactRecommender, scorer_artifact
+from interest_graph.schema import ShopTables
+
+# The graph filter keeps the test fast; the GNN source is the same code path.
+FAST = HybridConfig(graph_model="graph-filter", rounds=60, min_child_samples=5)
+
+
+@pytest.fixture(scope="module")
+def shop_split(small_shop: ShopTables) -> EvaluationSplit:
+    return temporal_split("shop-temporal", small_shop, shop_test_start(small_shop))
+
+
+def _settings(tmp_path: Path) -> Settings:
+    settings = Settings(paths={"work_dir": tmp_path / "work"})
+    # The small shop has 60 days: two 10-day windows leave 26 days to learn from.
+    train = settings.train.model_copy(update={"validation_days": 10.0})
+    return settings.model_copy(update={"train": train, "hybrid": FAST})
+
+
+@pytest.fixture(scope="module")
+def fitted(
+    shop_split: EvaluationSplit, tmp_path_factory: pytest.TempPathFactory
+) -> HybridRanker:
+    model = HybridRanker(_settings(tmp_path_factory.mktemp("hybrid")))
+    model.fit(shop_split)
+    return model
+
+
+def _top(model: object, split: EvaluationSplit) -> np.ndarray:
+    items, _ = rank_test_users(model, split, 20)  # type: ignore[arg-type]
+    return items
+
+
+def test_hybrid_beats_popularity_on_a_small_shop(
+    fitted: HybridRanker, shop_split: EvaluationSplit
+) -> None:
+    popularity = PopularityBaseline()
+    popularity.fit(shop_split)
+    baseline = score_ranking(shop_split, _top(popularity, shop_split))
+    hybrid = score_ranking(shop_split, _top(fitted, shop_split))
+    assert hybrid["ndcg@20"] > baseline["ndcg@20"]
+    assert len(fitted.facts["validation"]) == 2  # two windows, both used
+
+
+def test_scores_put_every_candidate_above_the_rest(
+    fitted: HybridRanker, shop_split: EvaluationSplit
+) -> None:
+    users = shop_split.test_users[:5]
+    scores = fitted.score(users)
+    assert scores.shape == (5, shop_split.n_items)
+    assert np.isfinite(scores).all()
+    # Each user's top 20 (owned items excluded) come from the ranker's candidates,
+    # which hold at least candidates_per_source items.
+    owned = np.asarray(shop_split.train[users].todense()) > 0
+    masked = np.where(owned, -np.inf, scores)
+    assert (np.sort(masked, axis=1)[:, -20:] > masked.min(axis=1, keepdims=True)).all()
+
+
+def test_feature_importances_name_every_feature(fitted: HybridRanker) -> None:
+    rows = fitted.feature_importance()
+    assert {row["feature"] for row in rows} == set(fitted.feature_names)
+    assert sum(row["gain_share"] for row in rows) == pytest.approx(1.0, abs=1e-3)
+    assert {"temporal_ease_rank", "graph_score", "text_recent_score"} <= {
+        row["feature"] for row in rows
+    }
+
+
+def test_artifact_round_trip_scores_the_same(
+    fitted: HybridRanker, shop_split: EvaluationSplit, tmp_path: Path
+) -> None:
+    folder = scorer_artifact(fitted, shop_split).save(tmp_path / "model")
+    fitted.write_beside(folder)
+    assert not list(folder.glob("*.pkl")) and not list(folder.glob("*.pickle"))
+    assert (folder / RANKER_FILE).read_text().startswith("tree")
+    importance = json.loads((folder / IMPORTANCE_FILE).read_text())
+    assert importance == fitted.feature_importance()
+    loaded = ArtifactRecommender(folder)
+    loaded.fit(shop_split)
+    users = shop_split.test_users[:40]
+    np.testing.assert_allclose(
+        loaded.score(users), fitted.score(users), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_the_test_window_is_never_read(
+    fitted: HybridRanker, shop_split: EvaluationSplit, tmp_path: Path
+) -> None:
+    """Flooding the ground truth (every item relevant) changes nothing learnt."""
+    flooded = replace(
+        shop_split,
+        ground_truth=sp.csr_matrix(
+            np.ones(shop_split.ground_truth.shape, dtype=np.float32)
+        ),
+    )
+    again = HybridRanker(_settings(tmp_path))
+    again.fit(flooded)
+    users = shop_split.test_users[:40]
+    np.testing.assert_allclose(again.score(users), fitted.score(users), atol=1e-6)
+
+
+def test_pair_and_item_facts_from_events() -> None:
+    events = pd.DataFrame(
+        {
+            "user": [0, 0, 0, 1, 1],
+            "item": [0, 0, 1, 1, 2],
+            "event_type": ["purchase"] * 5,
+            "days_before": [40.0, 3.0, 20.0, 5.0, 60.0],
+        }
+    )
+    train = sp.csr_matrix(
+        (np.ones(4, np.float32), ([0, 0, 1, 1], [0, 1, 1, 2])), shape=(2, 3)
+    )
+    days, counts = pair_facts(train, events)
+    np.testing.assert_array_equal(days, [3.0, 20.0, 5.0, 60.0])
+    np.testing.assert_array_equal(counts, [2.0, 1.0, 1.0, 1.0])
+    facts = item_facts(3, train, events)
+    np.testing.assert_array_equal(facts["item_popularity"], [1, 2, 1])
+    np.testing.assert_array_equal(facts["item_popularity_short"], [1, 1, 0])
+    np.testing.assert_array_equal(facts["item_popularity_long"], [1, 2, 0])
+    np.testing.assert_array_equal(facts["item_age_days"], [40.0, 20.0, 60.0])
+    np.testing.assert_array_equal(facts["item_idle_days"], [3.0, 5.0, 60.0])
+
+
+def test_unknown_sources_are_refused() -> None:
+    with pytest.raises(ValueError, match="sources"):
+        HybridConfig.model_validate({"sources": ["temporal-ease", "astrology"]})
