@@ -117,14 +117,13 @@ class HybridRanker:
             log.info("hybrid validation window: %s", window.describe())
             if window.test_users.size == 0:
                 break
+            if warm_protocol:
+                # A window's candidates are the items it knows; every item, like
+                # the protocol's, so that the next window and the graph model's
+                # own early stopping are carved by days, not as cold items.
+                window = replace(window, candidates=np.ones_like(window.candidates))
             windows.append(window)
-            # A window's candidates are the items it knows; the next window is
-            # carved the same way as the first (by days, not as cold items).
-            parent = (
-                replace(window, candidates=np.ones_like(window.candidates))
-                if warm_protocol
-                else window
-            )
+            parent = window
         if not windows:
             raise ConfigError(
                 f"{split.protocol}: the validation window holds no users to learn "
