@@ -4,9 +4,9 @@
 
 FastAPI + numpy under uvicorn (one worker, one process, one BLAS thread like the
 server): the user's vector dotted with the item matrix, top-k by
-``argpartition`` then sorted, answered in the v1 shape. No Feast, no history exclusion, no reasons, no logging, no validation
-beyond what a KeyError gives. ``GET /v2/health/ready`` answers 200 once the
-vectors are in memory.
+``argpartition`` then sorted, answered in the v1 shape. No Feast, no history
+exclusion, no reasons, no logging, no validation beyond what a KeyError gives.
+``GET /v2/health/ready`` answers 200 once the vectors are in memory.
 """
 
 from __future__ import annotations
