@@ -20,6 +20,7 @@ from interest_graph.evaluation.protocols import (
     temporal_split,
 )
 from interest_graph.evaluation.ranking import rank_test_users, score_ranking
+from interest_graph.models.artifact import ModelArtifact
 from interest_graph.models.hybrid import IMPORTANCE_FILE, RANKER_FILE, HybridRanker
 from interest_graph.models.hybrid_features import item_facts, pair_facts
 from interest_graph.models.recommender import ArtifactRecommender, scorer_artifact
@@ -98,6 +99,8 @@ def test_artifact_round_trip_scores_the_same(
     assert (folder / RANKER_FILE).read_text().startswith("tree")
     importance = json.loads((folder / IMPORTANCE_FILE).read_text())
     assert importance == fitted.feature_importance()
+    # The graph source's vectors: the interest graph of the hybrid is the GNN's.
+    assert ModelArtifact.load(folder).has_vectors
     loaded = ArtifactRecommender(folder)
     loaded.fit(shop_split)
     users = shop_split.test_users[:40]

@@ -88,7 +88,8 @@ class HybridSignals:
         return int(self.train.shape[1])
 
     def to_tensors(self) -> dict[str, np.ndarray]:
-        """The signals as named arrays (``signals.*`` and ``temporal_ease.*``)."""
+        """The signals as named arrays (``signals.*``, ``temporal_ease.*`` and the
+        graph source's ``user_vectors`` / ``item_vectors``)."""
         arrays: dict[str, np.ndarray] = {
             f"temporal_ease.{name}": array
             for name, array in self.temporal_ease.to_arrays().items()
@@ -105,8 +106,6 @@ class HybridSignals:
             "item_popularity_long": self.item_popularity_long,
             "item_age_days": self.item_age_days,
             "item_idle_days": self.item_idle_days,
-            "graph_users": self.graph_users,
-            "graph_items": self.graph_items,
             "text": self.text,
             "item_interest": self.item_interest,
             "item_interest_cosine": self.item_interest_cosine,
@@ -119,6 +118,11 @@ class HybridSignals:
                 if v is not None
             }
         )
+        # The graph source's vectors under the artifact's vector names: the
+        # interest graph (``interests``) and serving's reasons read them.
+        if self.graph_users is not None and self.graph_items is not None:
+            arrays["user_vectors"] = np.ascontiguousarray(self.graph_users)
+            arrays["item_vectors"] = np.ascontiguousarray(self.graph_items)
         return arrays
 
     @classmethod
@@ -162,8 +166,8 @@ class HybridSignals:
         return cls(
             temporal_ease=ease,
             train=train,
-            graph_users=get("graph_users"),
-            graph_items=get("graph_items"),
+            graph_users=tensors.get("user_vectors"),
+            graph_items=tensors.get("item_vectors"),
             text=get("text"),
             item_interest=get("item_interest"),
             item_interest_cosine=get("item_interest_cosine"),
