@@ -37,6 +37,35 @@ def test_a_p_value_test_shares_alpha_over_the_columns() -> None:
     assert reports.column_threshold("jensenshannon", 5, config, True) == 0.1
 
 
+def test_columns_of_repeated_values_are_not_given_to_cramer_von_mises() -> None:
+    """CvM's p-value assumes no ties: two all-zero columns would get p = 0.0007."""
+    rng = np.random.default_rng(1)
+    frames = [
+        pd.DataFrame(
+            {
+                "views_30d": np.zeros(800),  # purchases-only shop: no views
+                "purchases_7d": rng.poisson(1.0, 800).astype(float),
+                "price": rng.lognormal(3, 1, 800),
+            }
+        )
+        for _ in range(2)
+    ]
+    _, tests = reports.column_drift(
+        frames[0],
+        frames[1],
+        ["views_30d", "purchases_7d", "price"],
+        [],
+        MonitoringConfig(),
+    )
+    by_column = {t.column: t for t in tests}
+    assert by_column["views_30d"].method == "ks"
+    assert by_column["purchases_7d"].method == "ks"
+    assert by_column["price"].method == "cramer_von_mises"
+    assert not any(t.drifted for t in tests)
+    assert by_column["views_30d"].value == 1.0
+    assert by_column["price"].threshold == pytest.approx(0.005 / 3)
+
+
 def test_the_embedding_threshold_follows_the_rows_compared() -> None:
     config = MonitoringConfig(alpha=0.005, embedding_threshold=0.55)
     small = reports.embedding_threshold(250, 250, config)
