@@ -35,9 +35,10 @@ server (and the floor) on the first CPU and the generator on the others; off by
 default, since on the shared 2-core machine pinning raised the floor's p99
 (6-8 ms pinned vs 5-6 ms unpinned at 400 requests/s, load average ~2 from other
 work): a pinned generator cannot move away from the other work. Models are
-built once under ``.work/bench/serve/``. ``--quick``: 5 s per point; full: 60 s
-for the headline v1 point, 30 s for the others, 20 s for the closed loop. Each
-point states its duration.
+built once under ``.work/bench/serve/``. ``--quick``: 5 s per point (3 s per
+rate step, a 3 s drain); full: 60 s for the headline v1 point, 30 s for the
+others, 20 s for the closed loop, 10 s per rate step, the default 10 s drain.
+Each point states its duration.
 
 The last line printed is one JSON object: ``v1``, ``v2``, ``grpc``, ``floor``
 (rate, p50_ms, p99_ms, rps, errors, sent_rate, behind...), ``p99_ratio_to_floor``,

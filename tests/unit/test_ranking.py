@@ -438,3 +438,28 @@ def test_cold_item_split_is_reproducible() -> None:
     np.testing.assert_array_equal(first.candidates, second.candidates)
     np.testing.assert_array_equal(first.test_users, second.test_users)
     assert (first.ground_truth != second.ground_truth).nnz == 0
+
+
+@pytest.mark.parametrize("small_table", [0, 10**9])
+def test_rank_items_matches_a_full_sort_with_many_ties(
+    monkeypatch: pytest.MonkeyPatch, small_table: int
+) -> None:
+    from interest_graph.evaluation import ranking
+
+    # Both ways of finding rows tied at the cut (numpy for small tables, torch
+    # for large ones) must give the documented ranking.
+    monkeypatch.setattr(ranking, "SMALL_TABLE", small_table)
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 6, (40, 300)).astype(np.float32)  # ties everywhere
+    scores[3, :] = 2.0  # a row of one score
+    scores[5, 290:] = -np.inf
+    seen = (rng.integers(0, 40, 200), rng.integers(0, 300, 200))
+    allowed = rng.random((40, 300)) > 0.2
+    items, best = ranking.rank_items(scores, 12, seen=seen, candidates=allowed)
+    masked = np.where(allowed, scores, -np.inf)
+    masked[seen] = -np.inf
+    for row in range(40):
+        order = np.lexsort((np.arange(300), -masked[row]))[:12]
+        finite = np.isfinite(masked[row, order])
+        assert items[row].tolist() == np.where(finite, order, NO_ITEM).tolist()
+        assert np.allclose(best[row][finite], masked[row, order][finite])
