@@ -158,9 +158,13 @@ def hybrid_variants(config: HybridConfig, ablation: bool) -> dict[str, HybridCon
 
 
 def run_hybrid(
-    split: EvaluationSplit, settings: Settings, ablation: bool
+    split: EvaluationSplit,
+    settings: Settings,
+    ablation: bool,
+    out_recs: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit and score the hybrid (and its ablations) on ``split``."""
+    """Fit and score the hybrid (and its ablations) on ``split``; the full
+    hybrid's recommendation file goes to ``out_recs`` with ``-hybrid`` added."""
     from interest_graph.models.hybrid import HybridRanker
 
     rows: dict[str, Any] = {}
@@ -169,8 +173,12 @@ def run_hybrid(
         started = time.perf_counter()
         model.fit(split)
         train_seconds = time.perf_counter() - started
-        items, _ = rank_test_users(model, split, settings.evaluation.k)
+        items, scores = rank_test_users(model, split, settings.evaluation.k)
         row: dict[str, Any] = _rounded(dict(score_ranking(split, items)))
+        if out_recs is not None and name == "hybrid":
+            path = out_recs.with_name(f"{out_recs.stem}-hybrid{out_recs.suffix}")
+            write_recommendations(recommendation_frame(split, items, scores), path)
+            row["recommendations"] = str(path)
         row["train_seconds"] = round(train_seconds, 1)
         row["ranker"] = model.facts.get("ranker", {})
         row["candidate_recall"] = model.facts.get("candidate_recall")
@@ -273,7 +281,7 @@ def main() -> None:
             )
         row = run_best(protocol, split, settings, out_recs) if protocol in BEST else {}
         if args.hybrid and protocol in HYBRID_PROTOCOLS:
-            row["hybrid"] = run_hybrid(split, settings, ablation)
+            row["hybrid"] = run_hybrid(split, settings, ablation, out_recs)
         row["baselines"] = {
             name: _rounded(
                 {

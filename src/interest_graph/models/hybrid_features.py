@@ -331,12 +331,6 @@ CANDIDATE_SCORES: dict[str, tuple[str, ...]] = {
 }
 
 
-def feature_names(signals: HybridSignals) -> list[str]:
-    """The feature columns :func:`candidate_features` writes, in order."""
-    scores, facts = source_scores(signals, np.zeros(1, dtype=np.int64))
-    return _feature_names(scores, facts)
-
-
 def _feature_names(
     scores: Mapping[str, np.ndarray], facts: Mapping[str, np.ndarray]
 ) -> list[str]:
