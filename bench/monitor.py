@@ -19,10 +19,11 @@ first alarm (null if none within 14 days; 1 = the first day's run).
 
 events / seconds / peak_rss_gb: one full monitor run (all checks that have data;
 item text embeddings for every item, of which the embedding check compares a
-fixed-seed sample of 500 engaged per window, ``monitoring.embedding_sample``) over a synthetic shop of 1M events and 100k
-items with 64-d item vectors (--quick: 100k events, 10k items), in a child
-process: seconds is its wall time, peak_rss_gb its peak RSS. Shop generation and
-the feature build are not counted (printed as "prepare_seconds").
+fixed-seed sample of 500 engaged per window, ``monitoring.embedding_sample``)
+over a synthetic shop of 1M events and 100k items with 64-d item vectors
+(--quick: 100k events, 10k items), in a child process: seconds is its wall
+time, peak_rss_gb its peak RSS. Shop generation and the feature build are not
+counted (printed as "prepare_seconds").
 The last line printed is one JSON object.
 
 Measured 2026-11-30 on 2 CPUs shared with three other agents' work (load 4-6;
