@@ -631,8 +631,9 @@ def test_inference_log_records_calls(running: Running) -> None:
     assert logged["user_id"] == answer["user_id"] == "U009"
     # Nulls and the record's own model version are left out of each answer.
     assert logged.get("fallback") == answer["fallback"]
-    assert logged.get("model_version", record["model_version"]) == (
-        answer["model_version"]
+    assert (
+        logged.get("model_version", record["model_version"])
+        == (answer["model_version"])
     )
     # What the monitoring reads of each item; titles and reasons are left out.
     assert logged["items"] == [

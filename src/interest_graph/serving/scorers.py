@@ -83,15 +83,33 @@ class GraphFilterScorer:
             return self.model.score_rows(torch.from_numpy(row)).numpy()[0]
 
 
+class HybridScorer:
+    """The hybrid ranker: a known user's ranker scores (new items are excluded,
+    not yet re-scored); an unknown user's session through its temporal EASE."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.session = TemporalEASEScorer(model.signals.temporal_ease)
+        self.n_items = self.session.n_items
+
+    def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
+        if user_row is None:
+            return self.session.scores(None, new_items)
+        return np.asarray(self.model.score(np.array([user_row]))[0], np.float32)
+
+
 def user_scorer(model: Any) -> UserScorer:
     """The serving adapter of a rebuilt scorer model."""
     from interest_graph.models.graph_filter import GraphFilter
+    from interest_graph.models.hybrid import HybridRanker
     from interest_graph.models.shop_signals import TemporalEASE
 
     if isinstance(model, TemporalEASE):
         return TemporalEASEScorer(model)
     if isinstance(model, GraphFilter):
         return GraphFilterScorer(model)
+    if isinstance(model, HybridRanker):
+        return HybridScorer(model)
     raise TypeError(f"{type(model).__name__} cannot be served")
 
 
