@@ -324,6 +324,79 @@ def embed_items(
     return EmbedResult(path=path, report_path=report_path, report=report)
 
 
+def item_vectors(
+    items: pd.DataFrame,
+    features_dir: str | Path,
+    cache_dir: str | Path,
+    config: TextModelConfig | None = None,
+    *,
+    device: str | None = None,
+    encode: Encode | None = None,
+) -> np.ndarray:
+    """The stage's vectors of ``items``: one row per item row, in their order.
+
+    Every ranking model reads item text through here, so it gets what Feast's
+    ``item_text_embeddings`` view holds: the same template, cleaning, model and
+    content hashes. The vectors come from ``<features_dir>/item_text_embeddings
+    .parquet`` when it holds every item's current content hash (the shop the
+    ``embed`` stage ran on); otherwise the stage runs on ``items`` once, into a
+    folder of ``cache_dir`` named after the item ids, and the next caller reads
+    that file (only new or changed texts are encoded). An item without text gets
+    a zero vector, as it has no row in the stage's output.
+
+    Args:
+        items: ``item_id`` and the template's columns, one row per item.
+        features_dir: the feature data folder the ``embed`` stage writes.
+        cache_dir: where the stage's output for other items is kept.
+        config: ``settings.text``; device: ``settings.device``.
+        encode: the function from texts to vectors (tests count its calls).
+
+    Raises:
+        ConfigError: no item has text, or the template names a missing column.
+    """
+    options = EmbedOptions.from_config(config or TextModelConfig(), device=device)
+    item_ids = items["item_id"].astype(str).tolist()
+    if len(set(item_ids)) != len(item_ids):
+        raise ValueError("item ids repeat: one row per item expected")
+    texts = render_texts(items, options.template)
+    has_text = np.array([bool(text) for text in texts], dtype=bool)
+    if not has_text.any():
+        raise ConfigError(f"none of {len(texts)} items has text under the template")
+    wanted = content_hashes([text for text in texts if text], options)
+    vectors = _stored(Path(features_dir) / OUTPUT_FILE, wanted)
+    if vectors is None:
+        catalogue = "\x00".join(sorted(item_ids)).encode("utf-8")
+        digest = hashlib.blake2b(catalogue, digest_size=8)
+        folder = Path(cache_dir) / f"item-text-{digest.hexdigest()}"
+        vectors = _stored(folder / OUTPUT_FILE, wanted)
+        if vectors is None:
+            log.info("item text of %d items not in %s: embedding", len(texts), folder)
+            frame = items.assign(item_id=item_ids)
+            embed_items(frame, folder, config, device=device, encode=encode)
+            vectors = _stored(folder / OUTPUT_FILE, wanted)
+            assert vectors is not None, "the embed stage wrote every item's vector"
+    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+    out[has_text] = vectors
+    return out
+
+
+def _stored(path: Path, hashes: list[str]) -> np.ndarray | None:
+    """The vectors stored in ``path`` under ``hashes``, in order (a hash covers
+    text, model and options, so any row with it will do); None when a hash is
+    missing."""
+    cache = _read_cache(path)
+    if cache is None:
+        return None
+    by_hash: dict[str, int] = {}
+    for row, digest in enumerate(cache["content_hash"]):
+        by_hash.setdefault(digest, row)
+    if any(digest not in by_hash for digest in hashes):
+        return None
+    rows = np.fromiter((by_hash[d] for d in hashes), np.int64, len(hashes))
+    log.info("item text vectors of %d items read from %s", len(hashes), path)
+    return _read_vectors(path, rows)
+
+
 def _unique_items(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Rows with a present item id, first row per id; and how many were dropped."""
     item_id = frame["item_id"].astype("string")

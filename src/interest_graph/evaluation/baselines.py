@@ -119,16 +119,27 @@ class EASEBaseline:
 def item_text_vectors(
     split: EvaluationSplit, settings: Settings, model: str
 ) -> np.ndarray:
-    """Text embeddings of the split's items with the configured language model.
+    """The ``embed`` stage's text vectors of the split's items, in its item order.
+
+    One text path: the vectors Feast's ``item_text_embeddings`` view serves
+    (``settings.text``: template, cleaning, model), read from the stage's output
+    in ``settings.features_dir`` when it covers these items, else embedded once
+    into ``<work_dir>/cache`` for every later caller. Items without text get zeros.
 
     Raises:
         ConfigError: the protocol has no item text (``model`` names who needs it).
     """
-    from interest_graph.text_encoder import encode_texts
+    from interest_graph.embeddings.stage import item_vectors
 
     if split.item_text is None:
         raise ConfigError(f"protocol {split.protocol} has no item text for {model}")
-    return encode_texts(list(split.item_text), settings.text)
+    return item_vectors(
+        split.item_text,
+        settings.features_dir,
+        settings.paths.cache_dir,
+        settings.text,
+        device=settings.device,
+    )
 
 
 class TextKNNBaseline:

@@ -39,7 +39,10 @@ class EvaluationSplit:
         ground_truth: binary test_users × items relevant items.
         candidates: items that may be recommended (before each user's own training
             items are removed).
-        item_text: product text per item, or None where the data has none.
+        item_text: the item table's rows (``item_id``, title, description,
+            category, ...) in ``item_ids`` order, which the ``embed`` stage's
+            template renders into each item's text; None where the data has
+            no item text.
         item_titles: product title per item (what a shopper sees), or None.
         train_events: the training events behind ``train`` (``user`` row, ``item``
             column, ``event_type``, ``days_before`` the test start), or None where
@@ -56,7 +59,7 @@ class EvaluationSplit:
     test_users: np.ndarray
     ground_truth: sp.csr_matrix
     candidates: np.ndarray
-    item_text: np.ndarray | None = None
+    item_text: pd.DataFrame | None = None
     item_titles: np.ndarray | None = None
     train_events: pd.DataFrame | None = None
     test_start: pd.Timestamp | None = None
@@ -108,11 +111,10 @@ def _unique_pairs(events: pd.DataFrame) -> pd.DataFrame:
     return events[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True)
 
 
-def _item_text(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
+def _item_text(items: pd.DataFrame, item_index: pd.Index) -> pd.DataFrame:
+    """The item table's rows in ``item_index`` order (missing items: empty)."""
     text = items.set_index("item_id").reindex(item_index)
-    parts = [text[c].fillna("").astype(str) for c in ("title", "description")]
-    joined = (parts[0] + ". " + parts[1]).str.strip(" .")
-    return joined.to_numpy(dtype=object)
+    return text.rename_axis("item_id").reset_index()
 
 
 def _item_titles(items: pd.DataFrame, item_index: pd.Index) -> np.ndarray:
