@@ -23,6 +23,7 @@ from typing import Any
 
 from interest_graph.config import ServingConfig, Settings
 from interest_graph.errors import ConfigError
+from interest_graph.locations import inference_log_path
 from interest_graph.logs import get_logger
 from interest_graph.serving import MODEL_NAME
 from interest_graph.serving.history import UserHistory
@@ -51,13 +52,6 @@ class Service:
     reloader: HotReloader | None
 
 
-def inference_log_path(settings: Settings) -> Path:
-    """``serving.inference_log`` or ``<work_dir>/serving/inference-log.jsonl``."""
-    return settings.serving.inference_log or (
-        settings.paths.work_dir / "serving" / "inference-log.jsonl"
-    )
-
-
 def feature_source(settings: Settings) -> UserFeatureSource:
     """Feast lookups when ``serving.feast`` is on, else none."""
     if not settings.serving.feast:
@@ -69,7 +63,7 @@ def feature_source(settings: Settings) -> UserFeatureSource:
         store = open_store(
             settings.features_dir, StoreProfile.from_settings(settings.features)
         )
-        return ServingLookup(store)
+        return ServingLookup(store, settings.serving.feature_timeout_ms)
 
     return FeastUserFeatures(open_lookup)
 

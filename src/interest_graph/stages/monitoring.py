@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from interest_graph.config import Settings
 from interest_graph.errors import InterestGraphError
+from interest_graph.locations import inference_log_path
 from interest_graph.logs import get_logger
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ def monitor(
     model_dir, problem = _model_folder(
         settings.serving.model_uri if model is None else model, settings
     )
-    from interest_graph.serving.server import inference_log_path
-
     log_path = Path(inference_log) if inference_log else inference_log_path(settings)
     inputs = MonitorInputs(
         data_dir=data,
