@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from interest_graph.config import Settings, TrainConfig
+from interest_graph.embeddings import render_texts
 from interest_graph.errors import MalformedFileError
 from interest_graph.evaluation.protocols import (
     EvaluationSplit,
@@ -116,7 +117,8 @@ def test_cold_items_get_finite_distinct_scores_that_follow_text(
     # ranking of cold items beats a random one by a wide margin.
     assert model.run is not None
     vectors = model.run.item_vectors[held_out]
-    texts = cold.item_text[held_out]  # type: ignore[index]
+    assert cold.item_text is not None
+    texts = render_texts(cold.item_text.iloc[held_out])
     _, first = np.unique(texts, return_index=True)
     assert np.linalg.norm(vectors[first], axis=1).min() > 0
     random = evaluate_on_split(cold, "random", _settings(tmp_path))["recall@20"]

@@ -46,7 +46,7 @@ def shop_model(
             "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
             "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
         },
-        item_titles=split.item_text,
+        item_titles=split.item_titles,
     ).save(folder)
     return folder, split
 
