@@ -1,6 +1,8 @@
 """Read the serving inference log for the checks: a JSONL or Parquet file, or a
-folder of (rotated) files; corrupt lines are counted and skipped, never silently,
-and fields the checks do not use are ignored."""
+folder of (rotated) files, of the service's own log or of what KServe's request
+logger delivered (:mod:`interest_graph.monitoring.kserve_logger`); corrupt lines
+are counted and skipped, never silently, and fields the checks do not use are
+ignored."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ import pandas as pd
 
 from interest_graph.errors import MalformedFileError
 from interest_graph.logs import get_logger
+from interest_graph.monitoring.kserve_logger import (
+    EventPairs,
+    is_logged_event,
+    logged_event,
+)
 
 log = get_logger("monitoring.inference_log")
 
@@ -42,6 +49,9 @@ class InferenceRecords:
         files: the files read.
         corrupt: lines (or Parquet rows) that could not be read, per file.
         examples: the first few corrupt lines' problems.
+        logged_events: KServe logger events read (requests and responses).
+        unanswered: KServe-logged requests without a logged response (the
+            model did not answer 200); not corrupt, not calls.
     """
 
     responses: pd.DataFrame
@@ -49,6 +59,8 @@ class InferenceRecords:
     files: list[str] = field(default_factory=list)
     corrupt: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    logged_events: int = 0
+    unanswered: int = 0
 
     @property
     def corrupt_total(self) -> int:
@@ -78,20 +90,39 @@ def read_inference_log(path: str | Path) -> InferenceRecords:
 
     A line that is not JSON, a record without a timestamp or a response list, or
     a response that is not an object is corrupt: counted per file and skipped.
+    KServe logger events are paired by id once every file is read; a broken
+    event, or a response that cannot be read as a call, is corrupt likewise.
     """
     responses: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     result = InferenceRecords(pd.DataFrame(), pd.DataFrame())
+    events = EventPairs()
+    problems: dict[str, list[str]] = {}
     for file in log_files(Path(path)):
         result.files.append(str(file))
         records, bad = _records(file)
+        problems[str(file)] = bad
         for number, record in records:
+            where = f"{file.name}:{number}"
             try:
-                _unpack(record, responses, items)
+                if is_logged_event(record):
+                    stamp = file.stat().st_mtime
+                    events.add(logged_event(record, str(file), where, stamp))
+                else:
+                    _unpack(record, responses, items)
             except (KeyError, TypeError, ValueError) as exc:
-                bad.append(f"{file.name}:{number}: {exc}")
-        result.corrupt[str(file)] = len(bad)
+                bad.append(f"{where}: {exc}")
+    for response, call in events.calls():
+        try:
+            if isinstance(call, Exception):
+                raise call
+            _unpack(call, responses, items)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            problems[response.file].append(f"{response.where}: {exc}")
+    for name, bad in problems.items():
+        result.corrupt[name] = len(bad)
         result.examples.extend(bad[: max(0, 5 - len(result.examples))])
+    result.logged_events, result.unanswered = len(events), events.unanswered
     result.responses = pd.DataFrame(responses, columns=list(RESPONSE_COLUMNS))
     result.items = pd.DataFrame(items, columns=list(ITEM_COLUMNS))
     for frame in (result.responses, result.items):
@@ -115,15 +146,28 @@ def _records(file: Path) -> tuple[Numbered, list[str]]:
     opener: Any = gzip.open if file.suffix == ".gz" else open
     records: Numbered = []
     bad: list[str] = []
+    if file.suffix == ".json":  # one document (KServe's stored events), if it is
+        try:
+            return _listed(1, json.loads(file.read_bytes())), bad
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # JSON lines, then
     with opener(file, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                records.append((number, json.loads(line)))
+                records.extend(_listed(number, json.loads(line)))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 bad.append(f"{file.name}:{number}: not JSON ({exc.__class__.__name__})")
     return records, bad
+
+
+def _listed(number: int, value: Any) -> Numbered:
+    """A JSON list (KServe's blob store writes its events as one) as its
+    records, anything else as one record."""
+    return (
+        [(number, v) for v in value] if isinstance(value, list) else [(number, value)]
+    )
 
 
 def _parquet_records(file: Path) -> tuple[Numbered, list[str]]:

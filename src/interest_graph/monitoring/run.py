@@ -138,6 +138,8 @@ def run_monitor(
             "records": len(data.inference.responses),
             "corrupt_records": data.inference.corrupt_total,
             "corrupt_examples": data.inference.examples,
+            "kserve_logger_events": data.inference.logged_events,
+            "unanswered_requests": data.inference.unanswered,
         }
     if workspace is not None:
         summary["workspace"] = _to_workspace(workspace, config.project, results, cur)
