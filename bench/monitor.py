@@ -30,13 +30,18 @@ Measured 2026-11-30 on 2 CPUs shared with three other agents' work (load 4-6;
 upper bounds): full mode 5.5 min in all; 1M events / 100k items: 27.3 s, 1.48
 GB peak RSS (before: 121 s; the embedding report's t-SNE, now single-threaded,
 took most of it); detection 1.0 (20 of 20), false alarms 0.0 (0 of 20), delay
-1 day. --quick: 69 s at load 4.3 (79 s with 5 seeds each, hence 3); the
-monitor run in it (100k events) is 19 s, most of it importing Evidently.
+1 day. --quick: 69 s at load 4.3 with 3 seeds each, the child importing Feast
+and torch through this file and the monitor importing the service for its log
+path; without those, and with 2 seeds each, 47.8 s at load 0.6-0.9 (2026-12-01;
+its monitor run over 100k events 14.3 s, 0.47 GB, mostly importing Evidently).
+The full run's seconds and peak RSS above still include the Feast and torch
+imports (measured before; not rerun).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -74,11 +79,9 @@ def make_shop(
     direction per category plus noise per item); with ``step_shift``, events
     from ``SHIFT_DAY`` on move to the neighbouring category with that
     probability."""
-    # Here, not at the top: the timed child process imports this file too, and
-    # the feature package brings Feast and torch (~8 s, ~0.4 GB) it never uses.
     from interest_graph.data.synth import generate_shop
-    from interest_graph.features.tables import build_features
 
+    build_features = _feature_tables().build_features
     tables = generate_shop(config)
     data = root / "data"
     tables.write(data)
@@ -105,6 +108,24 @@ def make_shop(
         features / "item_text_embeddings.parquet",
     )
     return root
+
+
+def _feature_tables() -> Any:
+    """``interest_graph.features.tables`` without its package's ``__init__``,
+    which imports Feast and torch (~10 s on this machine, ~0.4 GB) for the
+    stores this bench never opens; the module itself needs neither. Drop this
+    for a plain import once the package imports its Feast modules lazily."""
+    name = "interest_graph.features.tables"
+    if name not in sys.modules:
+        spec = importlib.util.find_spec("interest_graph.schema")
+        assert spec is not None and spec.origin is not None
+        path = Path(spec.origin).parent / "features" / "tables.py"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _step_shift(data: Path, items: pd.DataFrame, seed: int, share: float) -> None:
