@@ -19,13 +19,17 @@ def drift_checks(
     summary: Output[Metrics],
     report: Output[HTML],
     features_report: Output[HTML],
+    item_features_report: Output[HTML],
     interests_report: Output[HTML],
     embeddings_report: Output[HTML],
+    user_vectors_report: Output[HTML],
+    item_vectors_report: Output[HTML],
     predictions_report: Output[HTML],
     outcomes_report: Output[HTML],
 ) -> bool:
     """Features, user interests, embeddings, predictions and outcomes against
-    the reference window; the reports as HTML, the summary as metrics.
+    the reference window; the reports as HTML (one per check; a check that did
+    not run gets a page saying why), the summary as metrics.
 
     Returns whether any check that ran found drift (checks that could not run
     are listed in the summary with their reason, never as "no drift").
@@ -47,8 +51,11 @@ def drift_checks(
         {
             "report": report.path,
             "user_features": features_report.path,
+            "item_features": item_features_report.path,
             "user_interests": interests_report.path,
             "item_text_embeddings": embeddings_report.path,
+            "user_vectors": user_vectors_report.path,
+            "item_vectors": item_vectors_report.path,
             "predictions": predictions_report.path,
             "outcomes": outcomes_report.path,
         },

@@ -13,6 +13,7 @@ from interest_graph.locations import inference_log_path
 from interest_graph.logs import get_logger
 
 if TYPE_CHECKING:
+    from interest_graph.kubeflow.monitoring_local import MonitoringRun
     from interest_graph.monitoring.run import MonitorResult
     from interest_graph.stages.models import TrainResult
 
@@ -113,6 +114,44 @@ def monitor(
         log.info("drift detected: retraining on %s (%s)", data, protocol)
         retrained = train(protocol, data, out / "retrain", settings, register=True)
     return MonitorStageResult(result, retrained)
+
+
+def run_monitoring_pipeline(
+    settings: Settings,
+    *,
+    reference: str = "training",
+    current: str | None = None,
+    data_dir: str | Path | None = None,
+    model: str = "",
+    inference_log: str | Path | None = None,
+    protocol: str = "shop-temporal",
+    tune_trials: int = 0,
+) -> MonitoringRun:
+    """The monitoring pipeline on this machine (``kfp.local``, every task in a
+    subprocess): the drift checks, and on drift the training steps. Writes
+    ``<runs>/monitoring/pipeline/summary.json``.
+
+    Args:
+        settings: as for :func:`monitor`; every task gets them.
+        reference, current, data_dir, inference_log: as for :func:`monitor`.
+        model: a model folder or registry URI; ``""``: ``serving.model_uri``.
+        protocol: the protocol retraining trains and is gated on.
+        tune_trials: Ray Tune trials before retraining.
+    """
+    from interest_graph.kubeflow.monitoring_local import (
+        run_monitoring_pipeline as run_locally,
+    )
+
+    return run_locally(
+        settings,
+        reference=reference,
+        current=current or f"last {settings.monitoring.current_days} days",
+        data_dir=Path(data_dir) if data_dir else None,
+        model=model,
+        inference_log=Path(inference_log) if inference_log else None,
+        protocol=protocol,
+        tune_trials=tune_trials,
+    )
 
 
 def _default_data_dir(settings: Settings) -> Path:
