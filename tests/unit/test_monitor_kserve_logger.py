@@ -207,7 +207,7 @@ def _sink_folder(root: Path) -> Path:
     # KServe's blob-storage logger: objects under
     # <namespace>/<service>/<component>/<storage.path>/, no time in them (the
     # file's modification time stands in).
-    blobs = sink / "interest-graph" / "recommender" / "predictor" / "inference-log"
+    blobs = sink / "interest-graph/recommender/predictor/inference-log/predictor"
     blobs.mkdir(parents=True)
     for kind, body in ((REQUEST, _v2_request(["U6"])), (RESPONSE, None)):
         if body is None:
