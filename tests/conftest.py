@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,3 +91,69 @@ def uid1000_model(
     for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
         path.chmod(0o755 if path.is_dir() else 0o644)
     return folder, [str(u) for u in split.user_ids[split.test_users]]
+
+
+@dataclass
+class ServiceProcess:
+    """The real service (``serve()``) in its own process, ready on loopback."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[[dict], ServiceProcess]]:
+    """Start ``serve()`` in a subprocess with these ``serving`` settings on free
+    loopback ports (host left at its default), wait until ``/v2/health/ready``
+    answers 200 (90 s at most), and kill it at teardown if still running."""
+    import httpx
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(serving: dict) -> ServiceProcess:
+        http, grpc = _free_port(), _free_port()
+        serving = {**serving, "http_port": http, "grpc_port": grpc}
+        script = (
+            "from interest_graph.config import Settings\n"
+            "from interest_graph.serving.server import serve\n"
+            f"serve(Settings(paths={{'work_dir': {str(tmp_path / 'work')!r}}}, "
+            f"serving={serving!r}))\n"
+        )
+        env = {**os.environ, "INTEREST_GRAPH_LOG_LEVEL": "WARNING"}
+        env.pop("INTEREST_GRAPH__SERVING__HOST", None)
+        process = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        service = ServiceProcess(process, http, grpc)
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the server did not start"
+            try:
+                url = f"{service.base}/v2/health/ready"
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return service
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -3,26 +3,16 @@ by default, REST and gRPC alike; KServe alone would listen on every interface.""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import httpx
 import numpy as np
 import psutil
 import pytest
 
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.binding import grpc_address
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -39,7 +29,9 @@ def test_grpc_addresses(host: str, address: str) -> None:
     assert grpc_address(host, 81) == address
 
 
-def test_the_service_listens_on_loopback_by_default(tmp_path: Path) -> None:
+def test_the_service_listens_on_loopback_by_default(
+    tmp_path: Path, start_service: Callable[[dict[str, Any]], Any]
+) -> None:
     rng = np.random.default_rng(0)
     model = ModelArtifact(
         model="lightgcn",
@@ -51,50 +43,23 @@ def test_the_service_listens_on_loopback_by_default(tmp_path: Path) -> None:
             "item_vectors": rng.normal(size=(3, 4)).astype(np.float32),
         },
     ).save(tmp_path / "model")
-    http, grpc = _free_port(), _free_port()
-    serving = {
-        "model_uri": str(model),
-        "http_port": http,
-        "grpc_port": grpc,
-        "feast": False,
-        "inference_log_enabled": False,
-        "reload_seconds": 0,
-    }
-    script = (
-        "from interest_graph.config import Settings\n"
-        "from interest_graph.serving.server import serve\n"
-        f"serve(Settings(paths={{'work_dir': {str(tmp_path / 'work')!r}}}, "
-        f"serving={serving!r}))\n"
-    )
-    env = {**os.environ, "INTEREST_GRAPH_LOG_LEVEL": "WARNING"}
-    env.pop("INTEREST_GRAPH__SERVING__HOST", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                url = f"http://127.0.0.1:{http}/v2/health/ready"
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        server = psutil.Process(process.pid)
-        # net_connections since psutil 6, connections before.
-        sockets = getattr(server, "net_connections", server.connections)
-        listening = {  # gRPC's IPv6 socket shows loopback as ::ffff:127.0.0.1
-            (c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
-            for c in sockets(kind="inet")
-            if c.status == psutil.CONN_LISTEN
+    service = start_service(
+        {
+            "model_uri": str(model),
+            "feast": False,
+            "inference_log_enabled": False,
+            "reload_seconds": 0,
         }
-        assert listening == {("127.0.0.1", http), ("127.0.0.1", grpc)}
-    finally:
-        process.kill()
-        process.wait()
+    )
+    server = psutil.Process(service.process.pid)
+    # net_connections since psutil 6, connections before.
+    sockets = getattr(server, "net_connections", server.connections)
+    listening = {  # gRPC's IPv6 socket shows loopback as ::ffff:127.0.0.1
+        (c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
+        for c in sockets(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {
+        ("127.0.0.1", service.http_port),
+        ("127.0.0.1", service.grpc_port),
+    }
