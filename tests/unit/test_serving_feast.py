@@ -99,3 +99,57 @@ def test_feast_history_is_excluded_and_explains(
     # The same model without Feast knows no history: it recommends what was bought.
     without = _ask(_predictor(tmp_path, model, shop_store, feast=False), buyer, 10)
     assert set(i["item_id"] for i in without["items"]) & set(bought)
+
+
+def test_sqlite_store_is_read_inline_and_a_write_lock_costs_one_call(
+    shop_store: Path,
+) -> None:
+    """The embedded store is read on the event loop's thread (no worker hop); a
+    writer holding the file costs a call a flagged fallback within about its
+    deadline (not sqlite's 5 s), and only SLOW_READS_TO_TRIP such calls in a row
+    start the cool-down."""
+    import asyncio
+    import sqlite3
+    import threading
+    import time
+
+    from interest_graph.serving.user_features import (
+        SLOW_READS_TO_TRIP,
+        DeadlineLookup,
+        FeastUserFeatures,
+        ServingLookup,
+    )
+
+    source = FeastUserFeatures(
+        lambda: ServingLookup(open_store(shop_store), busy_timeout_ms=50)
+    )
+    assert source.inline
+    recent = pd.read_parquet(shop_store / "user_recent_items.parquet")
+    user = str(recent.user_id.iloc[0])
+    threads: list[str] = []
+    lookup = source.lookup
+
+    def traced(ids: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return lookup(ids)
+
+    source.lookup = traced  # type: ignore[method-assign]
+    deadline = DeadlineLookup()
+    (found,) = asyncio.run(deadline.lookup(source, [user], 0.05))
+    assert found.status == "ok" and found.history
+    assert threads == [threading.current_thread().name]
+
+    online = sqlite3.connect(shop_store / "online.db", timeout=0)
+    online.execute("BEGIN EXCLUSIVE")  # a writer mid-commit
+    try:
+        for attempt in range(SLOW_READS_TO_TRIP):
+            assert not source.skipping(), attempt
+            started = time.perf_counter()
+            # A long call deadline: the lock, not the slow-read count, trips.
+            (found,) = asyncio.run(deadline.lookup(source, [user], 0.5))
+            assert time.perf_counter() - started < 0.5
+            assert found.status == "unavailable"
+        assert source.skipping() and "locked" in str(source.last_error)
+    finally:
+        online.rollback()
+        online.close()
