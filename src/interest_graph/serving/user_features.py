@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -91,7 +92,7 @@ class ServingLookup:
         self._items = OnlineLookup(store, "serving", views=("item_statistics",))
         self.inline = getattr(store.config.online_store, "type", None) == "sqlite"
         if self.inline:
-            _set_busy_timeout(store, busy_timeout_ms)
+            _tune_sqlite(store, busy_timeout_ms)
 
     def users(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``."""
@@ -313,12 +314,39 @@ class DeadlineLookup:
                 self._busy -= 1
 
 
-def _set_busy_timeout(store: Any, milliseconds: float) -> None:
-    """sqlite's busy timeout on the connection Feast's online store reads with
-    (Feast opens it with sqlite3's default, 5 s, and has no setting for it)."""
+# sqlite's page cache of the serving connection (its default is 2 MB).
+SQLITE_CACHE_BYTES = 128 * 2**20
+
+
+def _tune_sqlite(store: Any, busy_timeout_ms: float) -> None:
+    """The connection Feast's sqlite online store reads with (Feast opens it with
+    sqlite3's defaults and has no setting for either): a busy timeout of
+    ``busy_timeout_ms`` instead of 5 s, and a page cache of
+    :data:`SQLITE_CACHE_BYTES`, filled now by reading the file's tables when it
+    fits. Read inline, a page not in memory is a disk read on the event loop; the
+    VM's kernel drops cold file pages early (2 GB of cache with 21 GB free), and a
+    cold file put v1 p99 at 50-190 ms. sqlite keeps its cache while no other
+    process writes the file (a push or a materialisation empties it; pages come
+    back as they are read)."""
     online_store = store._get_provider().online_store
     connection = online_store._get_conn(store.config)
-    connection.execute(f"PRAGMA busy_timeout = {max(int(milliseconds), 1)}")
+    connection.execute(f"PRAGMA busy_timeout = {max(int(busy_timeout_ms), 1)}")
+    connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_BYTES // 1024}")
+    try:
+        size = os.path.getsize(online_store._get_db_path(store.config))
+    except OSError:
+        return
+    if size > SQLITE_CACHE_BYTES:
+        return
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    ]
+    for table in tables:  # every page of every table, through sqlite's cache
+        quoted = table.replace('"', '""')
+        connection.execute(f'SELECT * FROM "{quoted}"').fetchall()
 
 
 def _locked(exc: BaseException) -> bool:

@@ -1,0 +1,173 @@
+"""The hybrid ranker served through the KServe predictor: the offline top-K for
+known users, a purchase written to Feast's online store changes the user's next
+answer without a reload, and an unknown user gets a flagged fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from interest_graph.config import HybridConfig, Settings
+from interest_graph.evaluation.protocols import (
+    EvaluationSplit,
+    shop_test_start,
+    temporal_split,
+)
+from interest_graph.evaluation.ranking import rank_items
+from interest_graph.features import apply_repo, build_features, materialize, open_store
+from interest_graph.models.hybrid import HybridRanker
+from interest_graph.models.recommender import scorer_artifact
+from interest_graph.schema import ShopTables
+from interest_graph.serving.predictor import RecommenderModel
+from interest_graph.serving.scorers import HybridScorer
+from interest_graph.serving.server import build_service
+
+K = 10
+# As tests/unit/test_hybrid.py: the graph filter keeps the fit to seconds.
+FAST = HybridConfig(graph_model="graph-filter", rounds=60, min_child_samples=5)
+
+
+@pytest.fixture(scope="module")
+def split(small_shop: ShopTables) -> EvaluationSplit:
+    return temporal_split("shop-temporal", small_shop, shop_test_start(small_shop))
+
+
+@pytest.fixture(scope="module")
+def hybrid(
+    split: EvaluationSplit, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[HybridRanker, Path]:
+    """The fitted ranker and its artifact folder."""
+    root = tmp_path_factory.mktemp("hybrid")
+    settings = Settings(paths={"work_dir": root / "work"})
+    train = settings.train.model_copy(update={"validation_days": 10.0})
+    settings = settings.model_copy(update={"train": train, "hybrid": FAST})
+    model = HybridRanker(settings)
+    model.fit(split)
+    return model, scorer_artifact(model, split).save(root / "model")
+
+
+@pytest.fixture(scope="module")
+def shop_store(tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path) -> Path:
+    features = tmp_path_factory.mktemp("feast") / "features"
+    build_features(small_shop_dir, features)
+    apply_repo(features)
+    materialize(open_store(features))
+    return features
+
+
+def _predictor(
+    tmp_path: Path, model: Path, features: Path | None = None
+) -> RecommenderModel:
+    settings = Settings(
+        paths={"work_dir": tmp_path / "work"},
+        features={"features_dir": features or tmp_path / "no-features"},
+        serving={
+            "model_uri": str(model),
+            "feast": features is not None,
+            "inference_log_enabled": False,
+            "reload_seconds": 0,
+        },
+    )
+    predictor: RecommenderModel = build_service(settings).predictor
+    predictor.load()
+    return predictor
+
+
+def _ask(predictor: RecommenderModel, instances: list[dict[str, Any]]) -> list[Any]:
+    call = predictor.preprocess({"instances": instances})
+    answer = predictor.postprocess(predictor.predict(call))
+    assert isinstance(answer, dict)
+    return list(answer["predictions"])
+
+
+def test_known_users_get_the_offline_top_k(
+    hybrid: tuple[HybridRanker, Path], split: EvaluationSplit, tmp_path: Path
+) -> None:
+    model, folder = hybrid
+    predictor = _predictor(tmp_path, folder)
+    assert predictor.serving is not None and predictor.serving.kind == "hybrid"
+    users = split.test_users[:25]
+    offline, _ = rank_items(model.score(users), K, seen=split.train[users])
+    answers = _ask(
+        predictor, [{"user_id": str(split.user_ids[u]), "k": K} for u in users]
+    )
+    for answer, expected in zip(answers, offline, strict=True):
+        assert answer["fallback"] is None
+        assert [i["item_id"] for i in answer["items"]] == list(split.item_ids[expected])
+
+
+def test_the_load_time_table_scores_like_the_ranker(
+    hybrid: tuple[HybridRanker, Path], split: EvaluationSplit
+) -> None:
+    model, _ = hybrid
+    table = HybridScorer(model)
+    per_call = HybridScorer(model, table_bytes=0)
+    assert table.table is not None and per_call.table is None
+    none = np.array([], dtype=np.int64)
+    users = split.test_users[:5]
+    # Candidates score the same; the order below them is relative to the batch
+    # (the ranker's floor), so the rankings' tops are compared.
+    by_table = np.stack([table.scores(int(u), none) for u in users])
+    by_call = np.stack([per_call.scores(int(u), none) for u in users])
+    seen = split.train[users]
+    assert (
+        rank_items(by_table, K, seen=seen)[0] == rank_items(by_call, K, seen=seen)[0]
+    ).all()
+
+
+def test_a_purchase_written_to_feast_changes_the_next_answer(
+    hybrid: tuple[HybridRanker, Path],
+    split: EvaluationSplit,
+    shop_store: Path,
+    tmp_path: Path,
+) -> None:
+    _, folder = hybrid
+    predictor = _predictor(tmp_path, folder, shop_store)
+    user = str(split.user_ids[split.test_users[0]])
+    (before,) = _ask(predictor, [{"user_id": user, "k": K}])
+    assert before["fallback"] is None
+    items = [i["item_id"] for i in before["items"]]
+    bought = items[0]
+    recent = pd.read_parquet(shop_store / "user_recent_items.parquet")
+    had = recent.loc[recent.user_id.astype(str) == user, "recent_items"]
+    history = json.loads(had.iloc[0]) if len(had) else []
+    open_store(shop_store).write_to_online_store(
+        "user_recent_items",
+        pd.DataFrame(
+            {
+                "user_id": [user],
+                "recent_items": [json.dumps([bought, *history])],
+                "event_timestamp": [pd.Timestamp.now(tz="UTC")],
+            }
+        ),
+    )
+    (after,) = _ask(predictor, [{"user_id": user, "k": K}])
+    assert after["fallback"] is None
+    answered = [i["item_id"] for i in after["items"]]
+    assert bought not in answered and len(answered) == K
+    assert predictor.reloads == 0
+
+
+def test_unknown_users_get_a_flagged_fallback(
+    hybrid: tuple[HybridRanker, Path], split: EvaluationSplit, tmp_path: Path
+) -> None:
+    _, folder = hybrid
+    predictor = _predictor(tmp_path, folder)
+    recent = [str(i) for i in split.item_ids[:3]]
+    stranger, session = _ask(
+        predictor,
+        [
+            {"user_id": "stranger", "k": K},
+            {"user_id": "guest", "k": K, "recent_items": recent},
+        ],
+    )
+    assert stranger["fallback"] == "unknown_user:popular_items"
+    assert len(stranger["items"]) == K
+    assert session["fallback"] == "unknown_user:session_fold_in"
+    answered = [i["item_id"] for i in session["items"]]
+    assert len(answered) == K and not set(recent) & set(answered)
