@@ -435,6 +435,8 @@ class HybridRanker:
         """The fitted ranker and its signals as an artifact (no pickle)."""
         if self.signals is None or self.booster is None or self.candidates is None:
             raise RuntimeError("fit the hybrid ranker before saving it")
+        from interest_graph.models.recommender import training_window
+
         ranker_text = self.booster.model_to_string()
         tensors = self.signals.to_tensors()
         tensors["ranker_model"] = np.frombuffer(
@@ -449,6 +451,7 @@ class HybridRanker:
                 "temporal_ease": self.signals.temporal_ease.config(),
                 "feature_names": self.feature_names,
                 "protocol": split.protocol,
+                "training_window": training_window(split),
                 "text_model": (
                     self.settings.text.model if self.signals.text is not None else None
                 ),

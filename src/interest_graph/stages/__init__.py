@@ -49,6 +49,7 @@ from interest_graph.stages.monitoring import (
     MonitorStageResult,
     monitor,
     record_drift,
+    run_monitoring_pipeline,
 )
 from interest_graph.stages.pipelines import (
     compile_pipeline,
@@ -104,6 +105,7 @@ __all__ = [
     "recommend",
     "record",
     "record_drift",
+    "run_monitoring_pipeline",
     "record_metrics",
     "register_and_promote",
     "register_run",
