@@ -86,7 +86,7 @@ def uid1000_model(
             "user_vectors": rng.normal(size=(split.n_users, 16)).astype(np.float32),
             "item_vectors": rng.normal(size=(split.n_items, 16)).astype(np.float32),
         },
-        item_titles=split.item_text,
+        item_titles=split.item_titles,
     ).save(folder)
     for path in [folder, *folder.rglob("*")]:  # pytest makes its folders 0700
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -336,7 +336,8 @@ def test_temporal_split_exactly() -> None:
     assert split.test_users.tolist() == [0, 2]
     assert split.ground_truth.toarray().tolist() == [[0, 0, 1], [1, 1, 0]]
     assert split.candidates.tolist() == [True, True, True]
-    assert split.item_text.tolist() == ["Red mug", "Blue cup", ""]
+    assert split.item_text is not None
+    assert split.item_text["title"].fillna("").tolist() == ["Red mug", "Blue cup", ""]
     assert split.describe() == {
         "train_users": 3,
         "train_items": 3,
@@ -427,7 +428,8 @@ def test_cold_item_split() -> None:
     # A user whose only item was held out is gone entirely.
     for j in range(10):
         assert (f"only{j}" in users) == (f"p{j:02d}" not in held)
-    assert split.item_text.tolist() == [f"Product {j}" for j in range(10)]
+    assert split.item_text is not None
+    assert split.item_text["title"].tolist() == [f"Product {j}" for j in range(10)]
 
 
 def test_cold_item_split_is_reproducible() -> None:
