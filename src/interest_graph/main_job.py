@@ -19,7 +19,13 @@ from typing import Any
 from interest_graph.config import Settings
 from interest_graph.errors import InterestGraphError
 from interest_graph.kubeflow.definitions import load_pipeline
-from interest_graph.kubeflow.local import LocalRun, RunnerKind, run_local
+from interest_graph.kubeflow.local import (
+    LocalRun,
+    RunnerKind,
+    raise_if_failed,
+    run_local,
+    run_summary,
+)
 from interest_graph.logs import get_logger
 
 log = get_logger("main")
@@ -117,28 +123,14 @@ def run_training_pipeline(
         progress=sys.stderr,
     )
     report = PipelineReport(run, latest / "summary.json")
-    report.summary = {
-        "pipeline": run.pipeline,
-        "runner": runner,
-        "status": run.status,
-        "seconds": round(run.seconds, 2),
-        "tasks": [vars(t) for t in run.tasks],
-        "arguments": {k: v for k, v in arguments.items() if k != "settings_json"},
-        "outputs": str(run.run_root),
-        "log": str(run.log_path),
-    }
+    report.summary = run_summary(run, arguments, runner)
     if run.status == "SUCCESS":
         report.summary.update(_outputs(run))
         started = time.perf_counter()
         report.summary["served_sample"] = _sample(task_settings, run)
         report.summary["sample_seconds"] = round(time.perf_counter() - started, 2)
     report.summary_path.write_text(json.dumps(report.summary, indent=2) + "\n")
-    if run.status != "SUCCESS":
-        failed = [t.name for t in run.tasks if t.status == "FAILURE"]
-        raise InterestGraphError(
-            f"pipeline {run.pipeline} failed in {', '.join(failed) or 'a task'}; "
-            f"log: {run.log_path}"
-        )
+    raise_if_failed(run)
     return report
 
 

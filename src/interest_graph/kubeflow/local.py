@@ -229,6 +229,42 @@ def run_local(
     )
 
 
+def run_summary(
+    run: LocalRun, arguments: dict[str, Any], runner: RunnerKind | None = None
+) -> dict[str, Any]:
+    """What a run's ``summary.json`` starts with: the pipeline, the ``runner``
+    (when given), status, seconds, tasks, the arguments (less ``settings_json``),
+    the outputs folder and the log."""
+    summary: dict[str, Any] = {"pipeline": run.pipeline}
+    if runner is not None:
+        summary["runner"] = runner
+    summary.update(
+        {
+            "status": run.status,
+            "seconds": round(run.seconds, 2),
+            "tasks": [vars(t) for t in run.tasks],
+            "arguments": {k: v for k, v in arguments.items() if k != "settings_json"},
+            "outputs": str(run.run_root),
+            "log": str(run.log_path),
+        }
+    )
+    return summary
+
+
+def raise_if_failed(run: LocalRun) -> None:
+    """Raise unless every task of ``run`` succeeded or was skipped.
+
+    Raises:
+        InterestGraphError: a task failed (names the failed tasks and the log).
+    """
+    if run.status != "SUCCESS":
+        failed = [t.name for t in run.tasks if t.status == "FAILURE"]
+        raise InterestGraphError(
+            f"pipeline {run.pipeline} failed in {', '.join(failed) or 'a task'}; "
+            f"log: {run.log_path}"
+        )
+
+
 @contextmanager
 def _clocked(sink: TextIO, progress: TextIO | None) -> Iterator[TaskClock]:
     clock = TaskClock(sink, progress)

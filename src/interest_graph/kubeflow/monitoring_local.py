@@ -13,7 +13,12 @@ from typing import Any
 from interest_graph.config import Settings
 from interest_graph.errors import InterestGraphError
 from interest_graph.kubeflow.definitions import load_pipeline
-from interest_graph.kubeflow.local import LocalRun, run_local
+from interest_graph.kubeflow.local import (
+    LocalRun,
+    raise_if_failed,
+    run_local,
+    run_summary,
+)
 
 CHECK_TASK = "drift-checks"
 
@@ -75,24 +80,11 @@ def run_monitoring_pipeline(
         progress=sys.stderr,
     )
     result = MonitoringRun(run, out / "summary.json")
-    result.summary = {
-        "pipeline": run.pipeline,
-        "status": run.status,
-        "seconds": round(run.seconds, 2),
-        "tasks": [vars(t) for t in run.tasks],
-        "arguments": {k: v for k, v in arguments.items() if k != "settings_json"},
-        "outputs": str(run.run_root),
-        "log": str(run.log_path),
-    }
+    result.summary = run_summary(run, arguments)
     if run.task(CHECK_TASK).status == "SUCCESS":
         result.summary.update(check_outputs(run))
     result.summary_path.write_text(json.dumps(result.summary, indent=2) + "\n")
-    if run.status != "SUCCESS":
-        failed = [t.name for t in run.tasks if t.status == "FAILURE"]
-        raise InterestGraphError(
-            f"pipeline {run.pipeline} failed in {', '.join(failed) or 'a task'}; "
-            f"log: {run.log_path}"
-        )
+    raise_if_failed(run)
     return result
 
 
