@@ -57,6 +57,25 @@ def small_shop_dir(
     return folder
 
 
+@pytest.fixture(scope="module")
+def shop_store(tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path) -> Path:
+    """The small shop's Feast repo (sqlite), applied and materialized; one per
+    test module, so a module that writes to its online store keeps that to
+    itself."""
+    from interest_graph.features import (
+        apply_repo,
+        build_features,
+        materialize,
+        open_store,
+    )
+
+    features = tmp_path_factory.mktemp("feast") / "features"
+    build_features(small_shop_dir, features)
+    apply_repo(features)
+    materialize(open_store(features))
+    return features
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings with the work folder in a temp dir."""

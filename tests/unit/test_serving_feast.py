@@ -9,23 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from interest_graph.config import Settings
-from interest_graph.features import apply_repo, build_features, materialize, open_store
+from interest_graph.features import open_store
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.schema import ShopTables
 from interest_graph.serving.predictor import RecommenderModel
 from interest_graph.serving.server import build_service
-
-
-@pytest.fixture(scope="module")
-def shop_store(tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path) -> Path:
-    features = tmp_path_factory.mktemp("feast") / "features"
-    build_features(small_shop_dir, features)
-    apply_repo(features)
-    materialize(open_store(features))
-    return features
 
 
 def _buyer_model(folder: Path, shop: ShopTables, buyer: str, bought: list[str]) -> Path:

@@ -19,7 +19,7 @@ from interest_graph.evaluation.protocols import (
     temporal_split,
 )
 from interest_graph.evaluation.ranking import rank_items
-from interest_graph.features import apply_repo, build_features, materialize, open_store
+from interest_graph.features import open_store
 from interest_graph.models.hybrid import HybridRanker
 from interest_graph.models.recommender import scorer_artifact
 from interest_graph.schema import ShopTables
@@ -49,15 +49,6 @@ def hybrid(
     model = HybridRanker(settings)
     model.fit(split)
     return model, scorer_artifact(model, split).save(root / "model")
-
-
-@pytest.fixture(scope="module")
-def shop_store(tmp_path_factory: pytest.TempPathFactory, small_shop_dir: Path) -> Path:
-    features = tmp_path_factory.mktemp("feast") / "features"
-    build_features(small_shop_dir, features)
-    apply_repo(features)
-    materialize(open_store(features))
-    return features
 
 
 def _predictor(
