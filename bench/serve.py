@@ -66,7 +66,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,36 @@ class Bench:
         self.results[name] = result
         return result
 
+    def served_point(
+        self,
+        name: str,
+        model: BenchModel,
+        *,
+        rate: float,
+        duration: float,
+        feast: bool | None = None,
+        env: dict[str, str] | None = None,
+        probe: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Open-loop v1 at ``rate`` on a fresh server for ``model`` (``feast``
+        defaults to the bench's, ``env`` adds settings), kept under ``name``;
+        with ``probe``, the health and status endpoints are probed meanwhile.
+        Returns the point's result, with the probes' summary and the server's
+        ``ready_s`` added, and the server's status after the run."""
+        users = users_file(model)
+        feast = self.feast if feast is None else feast
+        with recommender(model, self.placement, feast, self.server, env) as running:
+            base = running.ports.base
+            with faults.Prober(base) if probe else nullcontext() as prober:
+                result = self.point(
+                    name, "v1", base, users, rate=rate, duration=duration
+                )
+                status = server_status(base)
+        if prober is not None:
+            result.update(prober.summary())
+        result["ready_s"] = running.ready_s
+        return result, status
+
     def online_retail(self, model: BenchModel) -> None:
         """Floor, then v1 (headline), v2, gRPC and the closed loop on one server."""
         users = users_file(model)
@@ -352,28 +382,21 @@ class Bench:
 
     def hung_store(self, model: BenchModel) -> None:
         """v1 at 200/s with the online store a Redis that never answers."""
-        users = users_file(model)
         prefix = "INTEREST_GRAPH__FEATURES__"
         with faults.HungRedis() as hung:
             env = {
                 f"{prefix}ONLINE_STORE": "redis",
                 f"{prefix}REDIS_CONNECTION_STRING": f"127.0.0.1:{hung.port}",
             }
-            with (
-                recommender(model, self.placement, True, self.server, env) as running,
-                faults.Prober(running.ports.base) as prober,
-            ):
-                result = self.point(
-                    "hung_store",
-                    "v1",
-                    running.ports.base,
-                    users,
-                    rate=RATE_HUNG,
-                    duration=self.durations.other,
-                )
-                status = server_status(running.ports.base)
-        result.update(prober.summary())
-        result["ready_s"] = running.ready_s
+            result, status = self.served_point(
+                "hung_store",
+                model,
+                rate=RATE_HUNG,
+                duration=self.durations.other,
+                feast=True,
+                env=env,
+                probe=True,
+            )
         result["degraded"] = status.get("degraded")
         result["connections_to_hung_redis"] = len(hung.accepted)
 
@@ -440,18 +463,9 @@ class Bench:
 
     def hybrid(self, model: BenchModel) -> None:
         """The hybrid ranker over v1 at 400/s with Feast (#15)."""
-        users = users_file(model)
-        with recommender(model, self.placement, self.feast, self.server) as running:
-            result = self.point(
-                "hybrid",
-                "v1",
-                running.ports.base,
-                users,
-                rate=RATE,
-                duration=self.durations.headline,
-            )
-            status = server_status(running.ports.base)
-        result["ready_s"] = running.ready_s
+        result, status = self.served_point(
+            "hybrid", model, rate=RATE, duration=self.durations.headline
+        )
         result["model"] = model.description
         result["model_version"] = status.get("model_version")
 
