@@ -41,7 +41,6 @@ imports (measured before; not rerun).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -80,8 +79,8 @@ def make_shop(
     from ``SHIFT_DAY`` on move to the neighbouring category with that
     probability."""
     from interest_graph.data.synth import generate_shop
+    from interest_graph.features.tables import build_features
 
-    build_features = _feature_tables().build_features
     tables = generate_shop(config)
     data = root / "data"
     tables.write(data)
@@ -108,24 +107,6 @@ def make_shop(
         features / "item_text_embeddings.parquet",
     )
     return root
-
-
-def _feature_tables() -> Any:
-    """``interest_graph.features.tables`` without its package's ``__init__``,
-    which imports Feast and torch (~10 s on this machine, ~0.4 GB) for the
-    stores this bench never opens; the module itself needs neither. Drop this
-    for a plain import once the package imports its Feast modules lazily."""
-    name = "interest_graph.features.tables"
-    if name not in sys.modules:
-        spec = importlib.util.find_spec("interest_graph.schema")
-        assert spec is not None and spec.origin is not None
-        path = Path(spec.origin).parent / "features" / "tables.py"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _step_shift(data: Path, items: pd.DataFrame, seed: int, share: float) -> None:
