@@ -247,6 +247,13 @@ class HybridConfig(Section):
         description="Recency signals: recent popularity, item age, last basket, "
         "recency-weighted text profile (false: the 'without recency' ablation).",
     )
+    max_window_users: int = Field(
+        1500,
+        ge=10,
+        description="Most users of each validation window the ranker learns from "
+        "(a random draw by train.seed): bounds the fit on large shops. Online "
+        "Retail's windows hold about 1,000.",
+    )
     candidates_per_source: int = Field(
         100, ge=1, description="Top items each candidate source contributes."
     )

@@ -22,7 +22,12 @@ from interest_graph.evaluation.protocols import (
 from interest_graph.evaluation.ranking import rank_test_users, score_ranking
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.models.hybrid import IMPORTANCE_FILE, RANKER_FILE, HybridRanker
-from interest_graph.models.hybrid_features import item_facts, pair_facts
+from interest_graph.models.hybrid_features import (
+    _ranks,
+    _tells_apart,
+    item_facts,
+    pair_facts,
+)
 from interest_graph.models.recommender import ArtifactRecommender, scorer_artifact
 from interest_graph.schema import ShopTables
 
@@ -152,3 +157,25 @@ def test_pair_and_item_facts_from_events() -> None:
 def test_unknown_sources_are_refused() -> None:
     with pytest.raises(ValueError, match="sources"):
         HybridConfig.model_validate({"sources": ["temporal-ease", "astrology"]})
+
+
+def test_tied_scores_share_a_rank_whatever_their_column() -> None:
+    # Items nobody bought score 0 under temporal EASE: their rank must not be an
+    # order by column, which a ranker would learn as if it meant something.
+    scores = np.array(
+        [[0.0, 3.0, 0.0, 2.0, -np.inf], [1.0, 1.0, 1.0, 1.0, 1.0]], dtype=np.float32
+    )
+    np.testing.assert_array_equal(_ranks(scores), [[3, 1, 3, 2, 5], [1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(_ranks(scores[:, ::-1]), _ranks(scores)[:, ::-1])
+
+
+def test_a_source_that_cannot_tell_allowed_items_apart_offers_none() -> None:
+    masked = np.array(
+        [
+            [0.0, 0.0, -np.inf, 0.0],  # one score for every allowed item
+            [0.0, 0.5, -np.inf, 0.0],
+            [-np.inf, -np.inf, -np.inf, -np.inf],  # nothing allowed
+        ],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(_tells_apart(masked), [False, True, False])

@@ -271,16 +271,18 @@ class HybridRanker:
     def _training_rows(
         self, signals: HybridSignals, validation: EvaluationSplit
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Feature rows, labels (1: bought in the window) and user groups.
+        """Feature rows, labels (1: bought in the window) and user groups, of at
+        most ``hybrid.max_window_users`` of the window's users.
 
         Users none of whose window items is among their candidates teach a ranker
         nothing and are left out.
         """
         values, labels, groups = [], [], []
-        truth = validation.ground_truth.tocsr()
+        learners = self._window_users(validation.test_users.size)
+        truth = validation.ground_truth.tocsr()[learners]
         found = total = 0
-        for start in range(0, validation.test_users.size, SCORE_BATCH):
-            users = validation.test_users[start : start + SCORE_BATCH]
+        for start in range(0, learners.size, SCORE_BATCH):
+            users = validation.test_users[learners[start : start + SCORE_BATCH]]
             batch = self._features(signals, users, validation.candidates)
             relevant = np.asarray(truth[start : start + users.size].todense()) > 0
             label = relevant[batch.rows, batch.items].astype(np.float32)
@@ -301,6 +303,15 @@ class HybridRanker:
             100 * found / max(total, 1),
         )
         return np.concatenate(values), np.concatenate(labels), np.concatenate(groups)
+
+    def _window_users(self, n_users: int) -> np.ndarray:
+        """Positions of the window users the ranker learns from: all, or
+        ``hybrid.max_window_users`` of them drawn by the seed (in order)."""
+        cap = self.config.max_window_users
+        if n_users <= cap:
+            return np.arange(n_users)
+        rng = np.random.default_rng(self.settings.train.seed)
+        return np.sort(rng.choice(n_users, size=cap, replace=False))
 
     def _learn(
         self, values: np.ndarray, labels: np.ndarray, groups: np.ndarray

@@ -232,11 +232,29 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based rank of every item per row (best = 1); -inf items rank last."""
+    """1-based rank of every item per row (best = 1): one plus the items scored
+    strictly higher, so tied items share a rank (a source that cannot tell items
+    apart, like temporal EASE on items nobody bought, gives them all one rank
+    instead of an order by column); -inf items rank last."""
     order = np.argsort(-scores, axis=1, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=1)
+    position = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    starts = np.ones(scores.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+    np.put_along_axis(ranks, order, first + 1, axis=1)
     return ranks
+
+
+def _tells_apart(masked: np.ndarray) -> np.ndarray:
+    """Per row, whether a source's scores differ among the row's allowed items
+    (``masked``: -inf where not allowed); a source that gives every allowed item
+    one score has no candidates to offer that row."""
+    finite = np.isfinite(masked)
+    highest = np.where(finite, masked, -np.inf).max(axis=1)
+    lowest = np.where(finite, masked, np.inf).min(axis=1)
+    return finite.any(axis=1) & (highest > lowest)
 
 
 def source_scores(
@@ -386,9 +404,10 @@ def candidate_features(
             top = np.argpartition(-masked[name], take, axis=1)[:, :take]
             picked = np.zeros(allowed.shape, dtype=bool)
             np.put_along_axis(picked, top, True, axis=1)
+            picked &= _tells_apart(masked[name])[:, None]
             chosen += picked & allowed
-    if not chosen.any():
-        chosen = allowed.astype(np.int8)  # no source: every allowed item
+    unserved = ~chosen.any(axis=1)
+    chosen[unserved] = allowed[unserved]  # no source for a row: every allowed item
     rows, items = np.nonzero(chosen)
     columns: list[np.ndarray] = []
     for name, matrix in masked.items():
