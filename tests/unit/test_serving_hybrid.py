@@ -1,6 +1,7 @@
 """The hybrid ranker served through the KServe predictor: the offline top-K for
 known users, a purchase written to Feast's online store changes the user's next
-answer without a reload, and an unknown user gets a flagged fallback."""
+answer without a reload (the ranker re-scores the user with it), and an unknown
+user gets a flagged fallback."""
 
 from __future__ import annotations
 
@@ -141,6 +142,92 @@ def test_a_purchase_written_to_feast_changes_the_next_answer(
     assert after["fallback"] is None
     answered = [i["item_id"] for i in after["items"]]
     assert bought not in answered and len(answered) == K
+    assert predictor.reloads == 0
+
+
+def test_nothing_new_scores_exactly_as_offline(
+    hybrid: tuple[HybridRanker, Path], split: EvaluationSplit
+) -> None:
+    model, _ = hybrid
+    assert model.signals is not None
+    scorer = HybridScorer(model)
+    assert scorer.table is not None
+    none = np.array([], dtype=np.int64)
+    for user in split.test_users[:5]:
+        user = int(user)
+        np.testing.assert_array_equal(
+            model.score_with_new(user, none), model.score(np.array([user]))[0]
+        )
+        # Items of the training row are not new: the load-time row answers.
+        trained = split.train.tocsr()[user].indices
+        np.testing.assert_array_equal(scorer.scores(user, trained), scorer.table[user])
+    # The one-user view shares the item-level arrays, it does not copy them.
+    view = model.signals.with_new_items(int(split.test_users[0]), np.array([0]))
+    assert view.temporal_ease.ease is model.signals.temporal_ease.ease
+    assert view.item_popularity is model.signals.item_popularity
+    assert view.text is model.signals.text and view.text is not None
+    assert view.train.shape == (1, model.signals.n_items)
+
+
+def _recent_rows(shop_store: Path, split: EvaluationSplit, user: str) -> list[str]:
+    """The item ids Feast's materialised ``user_recent_items`` holds for ``user``."""
+    recent = pd.read_parquet(shop_store / "user_recent_items.parquet")
+    had = recent.loc[recent.user_id.astype(str) == user, "recent_items"]
+    return list(json.loads(had.iloc[0])) if len(had) else []
+
+
+def test_a_purchase_re_scores_the_served_list(
+    hybrid: tuple[HybridRanker, Path],
+    split: EvaluationSplit,
+    shop_store: Path,
+    tmp_path: Path,
+) -> None:
+    """Bought item b (outside the previous top K): without re-scoring the answer
+    would be the previous one (b removed, nothing to top up); re-scored, b's
+    temporal EASE neighbours move the list."""
+    model, folder = hybrid
+    assert model.signals is not None and model.signals.temporal_ease.ease is not None
+    predictor = _predictor(tmp_path, folder, shop_store)
+    row = int(split.test_users[1])  # test_users[0]: the other Feast test's user
+    user = str(split.user_ids[row])
+    (before,) = _ask(predictor, [{"user_id": user, "k": K}])
+    previous = [i["item_id"] for i in before["items"]]
+    history = _recent_rows(shop_store, split, user)
+    position = {str(item): n for n, item in enumerate(split.item_ids)}
+    owned = set(split.train.tocsr()[row].indices.tolist())
+    owned |= {position[str(item)] for item in history}
+    listed = {position[item] for item in previous}
+    # b: the item (not owned, not listed) with the strongest temporal EASE weight
+    # toward an item that is neither owned nor listed.
+    ease = np.abs(model.signals.temporal_ease.ease)
+    outside = np.ones(split.n_items, dtype=bool)
+    outside[list(owned | listed)] = False
+    strength = np.where(outside[None, :], ease, 0.0)
+    np.fill_diagonal(strength, 0.0)
+    bought = int(np.argmax(np.where(outside, strength.max(axis=1), -1.0)))
+    open_store(shop_store).write_to_online_store(
+        "user_recent_items",
+        pd.DataFrame(
+            {
+                "user_id": [user],
+                "recent_items": [json.dumps([str(split.item_ids[bought]), *history])],
+                "event_timestamp": [pd.Timestamp.now(tz="UTC")],
+            }
+        ),
+    )
+    (after,) = _ask(predictor, [{"user_id": user, "k": K}])
+    answered = [i["item_id"] for i in after["items"]]
+    assert after["fallback"] is None and len(answered) == K
+    assert str(split.item_ids[bought]) not in answered
+    # Not re-scored, the answer would be ``previous``: b was not in it.
+    assert answered != previous
+    # It is the ranker's re-scored list, ranked as offline.
+    new = np.array(sorted(owned - set(split.train.tocsr()[row].indices.tolist())))
+    rescored = model.score_with_new(row, np.append(new, bought).astype(np.int64))
+    excluded = np.array(sorted(owned | {bought}))
+    seen = (np.zeros(excluded.size, dtype=np.int64), excluded)
+    expected, _ = rank_items(rescored[None, :], K, seen=seen)
+    assert answered == [str(i) for i in split.item_ids[expected[0]]]
     assert predictor.reloads == 0
 
 

@@ -388,13 +388,29 @@ class HybridRanker:
     def score(self, users: np.ndarray) -> np.ndarray:
         """Ranker scores (len(users) x n_items, float32); candidates first, the
         rest after them in temporal EASE's order."""
+        return self._score_rows(self._fitted_signals(), users)
+
+    def score_with_new(self, user_row: int, new_items: np.ndarray) -> np.ndarray:
+        """One known user's ranker scores (n_items, float32) as if ``new_items``
+        had just been bought (see :meth:`HybridSignals.with_new_items`): the same
+        path as :meth:`score`, on a one-user view of the signals. With no new
+        items it is ``score([user_row])[0]``."""
+        view = self._fitted_signals().with_new_items(int(user_row), new_items)
+        return self._score_rows(view, np.zeros(1, dtype=np.int64))[0]
+
+    def _fitted_signals(self) -> HybridSignals:
         if self.signals is None or self.booster is None or self.candidates is None:
             raise RuntimeError("fit the hybrid ranker (or load it) before scoring")
+        return self.signals
+
+    def _score_rows(self, signals: HybridSignals, users: np.ndarray) -> np.ndarray:
+        """Ranker scores of rows ``users`` of ``signals``, in batches."""
+        assert self.booster is not None and self.candidates is not None
         users = np.asarray(users, dtype=np.int64)
-        out = np.empty((users.size, self.signals.n_items), dtype=np.float32)
+        out = np.empty((users.size, signals.n_items), dtype=np.float32)
         for start in range(0, users.size, SCORE_BATCH):
             block = users[start : start + SCORE_BATCH]
-            batch = self._features(self.signals, block, self.candidates)
+            batch = self._features(signals, block, self.candidates)
             predicted = np.asarray(self.booster.predict(batch.values), np.float32)
             # Non-candidates rank below every candidate, in temporal EASE's order.
             floor = predicted.min() if predicted.size else np.float32(0.0)

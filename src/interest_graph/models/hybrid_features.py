@@ -13,8 +13,9 @@ see at test time, shifted by the validation window.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -177,6 +178,55 @@ class HybridSignals:
             **required,
         )
 
+    def with_new_items(self, user_row: int, new_items: np.ndarray) -> HybridSignals:
+        """A one-user view: its row 0 is ``user_row``'s training row plus
+        ``new_items`` as if bought just now.
+
+        New items are 0 days old with one event each, and enter temporal EASE's
+        histories at a purchase's event weight (as the temporal EASE scorer serves
+        them); items the row already has keep their facts. User-level arrays (the
+        graph user vector, the interest graph's user weights) are sliced to the
+        user's row, as trained; item-level arrays, the fitted weights and the
+        interest membership are shared, not copied. With no new items every signal
+        reads exactly what it reads for ``user_row`` in the full signals.
+        """
+        start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
+        owned = self.train.indices[start:end]
+        new = np.setdiff1d(np.asarray(new_items, dtype=np.int64), owned)
+        indices = np.concatenate([owned, new.astype(owned.dtype)])
+        data = np.concatenate(
+            [self.train.data[start:end], np.ones(new.size, self.train.data.dtype)]
+        )
+        train = sp.csr_matrix(
+            (data, indices, np.array([0, indices.size])), shape=(1, self.n_items)
+        )
+        ease = copy.copy(self.temporal_ease)  # shares ``ease`` and ``next``
+        fresh = float(ease.event_weights.get("purchase", 1.0))
+        if ease.history is not None:
+            ease.history = row_with_new(ease.history, user_row, new_items, fresh)
+        if ease.next_history is not None:
+            ease.next_history = row_with_new(
+                ease.next_history, user_row, new_items, fresh
+            )
+
+        def one_row(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[user_row : user_row + 1]
+
+        return replace(
+            self,
+            temporal_ease=ease,
+            train=train,
+            pair_days=np.concatenate(
+                [self.pair_days[start:end], np.zeros(new.size, self.pair_days.dtype)]
+            ),
+            pair_events=np.concatenate(
+                [self.pair_events[start:end], np.ones(new.size, self.pair_events.dtype)]
+            ),
+            graph_users=one_row(self.graph_users),
+            user_interest_weight=one_row(self.user_interest_weight),
+            _interest_onehot=self.interest_onehot(),
+        )
+
     # --- per-batch matrices ----------------------------------------------------
 
     def _history_rows(self, users: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -207,6 +257,29 @@ class HybridSignals:
                 shape=(self.n_items, self.user_interest_weight.shape[1]),
             )
         return self._interest_onehot
+
+
+def row_with_new(
+    weights: sp.csr_matrix, user_row: int | None, new_items: np.ndarray, fresh: float
+) -> sp.csr_matrix:
+    """One user's weighted row (1 x items CSR) with ``new_items`` at ``fresh``.
+
+    ``user_row`` None: the new items alone. Items the row already has keep their
+    weight; the row's own entries keep their order, so with no new items the row
+    is exactly ``weights[[user_row]]``.
+    """
+    if user_row is None:
+        indices = np.zeros(0, dtype=weights.indices.dtype)
+        data = np.zeros(0, dtype=weights.data.dtype)
+    else:
+        start, end = weights.indptr[user_row], weights.indptr[user_row + 1]
+        indices, data = weights.indices[start:end], weights.data[start:end]
+    new = np.setdiff1d(np.asarray(new_items, dtype=np.int64), indices)
+    indices = np.concatenate([indices, new.astype(indices.dtype)])
+    data = np.concatenate([data, np.full(new.size, fresh, dtype=data.dtype)])
+    return sp.csr_matrix(
+        (data, indices, np.array([0, indices.size])), shape=(1, weights.shape[1])
+    )
 
 
 @dataclass
