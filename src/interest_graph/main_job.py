@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from interest_graph.config import Settings
-from interest_graph.errors import InterestGraphError
+from interest_graph.errors import ConfigError, InterestGraphError
 from interest_graph.kubeflow.definitions import load_pipeline
 from interest_graph.kubeflow.local import (
     LocalRun,
@@ -30,6 +30,9 @@ from interest_graph.logs import get_logger
 
 log = get_logger("main")
 
+# What the main job trains unless the settings name a train.model: the hybrid
+# ranker over the GNN's interests, item text and recent behaviour.
+MAIN_JOB_MODEL = "hybrid"
 # A PostgreSQL database and Redis on this machine: the services a cluster has.
 DOCKER_REGISTRY_URI = "postgresql://postgres@127.0.0.1:5432/interest_graph"
 DOCKER_REDIS = "127.0.0.1:6379"
@@ -42,6 +45,20 @@ class PipelineReport:
     run: LocalRun
     summary_path: Path
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def with_model(settings: Settings, model: str | None) -> Settings:
+    """``settings`` with ``train.model`` = ``model``, or :data:`MAIN_JOB_MODEL`
+    when neither ``model`` nor the settings name one."""
+    if model is None and "model" in settings.train.model_fields_set:
+        return settings
+    values = {**settings.train.model_dump(exclude_unset=True)}
+    values["model"] = model or MAIN_JOB_MODEL
+    try:
+        train = settings.train.model_validate(values)
+    except ValueError as exc:
+        raise ConfigError(f"train.model {values['model']!r}: {exc}") from exc
+    return settings.model_copy(update={"train": train})
 
 
 def run_settings(
@@ -91,8 +108,12 @@ def run_training_pipeline(
     protocol: str = "shop-temporal",
     tune_trials: int = 0,
     runner: RunnerKind = "subprocess",
+    model: str | None = None,
 ) -> PipelineReport:
     """Run the training pipeline locally; write ``<runs>/latest/summary.json``.
+
+    ``model`` is what the train step trains (default: ``train.model`` where the
+    settings set it, else :data:`MAIN_JOB_MODEL`).
 
     Raises:
         InterestGraphError: a task failed (the summary and log say which).
@@ -102,7 +123,7 @@ def run_training_pipeline(
     if latest.exists():
         shutil.rmtree(latest)
     latest.mkdir(parents=True)
-    task_settings = run_settings(settings, runner, pipeline_root)
+    task_settings = run_settings(with_model(settings, model), runner, pipeline_root)
     if runner == "docker":
         _prepare_docker_state(task_settings)
     arguments = {

@@ -1,5 +1,6 @@
 """The main job: the training pipeline through kfp.local on a small synthetic shop,
-then one call from the served champion; a second, equal run is not promoted."""
+training the hybrid ranker, then one call from the served champion; a second,
+equal run is not promoted."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def test_pipeline_runs_twice_and_deploys_only_a_promoted_model(tmp_path: Path) -
         paths={"work_dir": tmp_path},
         synth={"users": 400, "items": 600, "categories": 10, "events": 20_000},
         train={"epochs": 4, "batch_size": 2048, "dim": 32},
+        hybrid={"windows": 1},
     )
     report = run_training_pipeline(settings)
     written = json.loads((tmp_path / "runs" / "latest" / "summary.json").read_text())
@@ -36,19 +38,26 @@ def test_pipeline_runs_twice_and_deploys_only_a_promoted_model(tmp_path: Path) -
         ("shop-temporal", "popularity"),
         ("shop-temporal", "itemknn"),
         ("shop-temporal", "ease"),
-        ("shop-temporal", "text-lightgcn (trained)"),
+        ("shop-temporal", "hybrid (trained)"),
         ("shop-cold-items", "random"),
         ("shop-cold-items", "text-knn"),
         ("shop-cold-items", "text-lightgcn"),
+        ("shop-cold-items", "hybrid (refit)"),
     }
     # The synthetic shop carries signal in behaviour and in text.
     temporal_pop = rows[("shop-temporal", "popularity")]["ndcg@20"]
     assert rows[("shop-temporal", "ease")]["ndcg@20"] > temporal_pop
     cold_random = rows[("shop-cold-items", "random")]["recall@20"]
     assert rows[("shop-cold-items", "text-knn")]["recall@20"] > 2 * cold_random
-    # The GNN beats popularity; its artifact and interest graph are on disk.
-    gnn = rows[("shop-temporal", "text-lightgcn (trained)")]
-    assert gnn["ndcg@20"] > temporal_pop
+    # The main job trains the hybrid: it beats popularity, and its kind refitted
+    # on new items beats random; its artifact and interest graph are on disk.
+    hybrid = rows[("shop-temporal", "hybrid (trained)")]
+    assert hybrid["ndcg@20"] > temporal_pop
+    assert rows[("shop-cold-items", "hybrid (refit)")]["recall@20"] > cold_random
+    assert (
+        json.loads((Path(written["model"]) / "config.json").read_text())["model"]
+        == "hybrid"
+    )
     assert (Path(written["model"]) / "model.safetensors").is_file()
     assert (Path(written["interest_graph"]) / "interest_graph.graphml").is_file()
     # The model is the registry's first champion, the deploy step checked it

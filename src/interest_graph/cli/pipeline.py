@@ -29,6 +29,7 @@ def _run(
     online_retail: Path | None,
     tune_trials: int,
     runner: str,
+    model: str | None,
 ) -> None:
     from interest_graph import stages
 
@@ -39,6 +40,7 @@ def _run(
         source_uri=online_retail,
         tune_trials=tune_trials,
         runner=runner,
+        model=model,
     )
     _print_summary(report.summary, settings.evaluation.k)
     console.print(f"written: {report.summary_path}")
@@ -82,6 +84,13 @@ OnlineRetailOption = Annotated[
     Path | None,
     typer.Option(help="Run on this Online Retail file instead of a synthetic shop."),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="What the train step trains: lightgcn, text-lightgcn, hetero-sage or "
+        "hybrid (default: train.model where your settings set it, else hybrid)."
+    ),
+]
 TrialsOption = Annotated[
     int, typer.Option(min=0, help="Ray Tune trials before training (0: none).")
 ]
@@ -92,10 +101,17 @@ def run(
     ctx: typer.Context,
     online_retail: OnlineRetailOption = None,
     tune_trials: TrialsOption = 0,
+    model: ModelOption = None,
 ) -> None:
     """The main job: the training pipeline on this machine (kfp.local), then one
     recommendation from the served champion."""
-    _run(ctx, online_retail=online_retail, tune_trials=tune_trials, runner="subprocess")
+    _run(
+        ctx,
+        online_retail=online_retail,
+        tune_trials=tune_trials,
+        runner="subprocess",
+        model=model,
+    )
 
 
 @pipeline_app.command("run")
@@ -111,9 +127,16 @@ def pipeline_run(
     ] = "subprocess",
     online_retail: OnlineRetailOption = None,
     tune_trials: TrialsOption = 0,
+    model: ModelOption = None,
 ) -> None:
     """Run the training pipeline locally with kfp.local."""
-    _run(ctx, online_retail=online_retail, tune_trials=tune_trials, runner=runner)
+    _run(
+        ctx,
+        online_retail=online_retail,
+        tune_trials=tune_trials,
+        runner=runner,
+        model=model,
+    )
 
 
 def register(app: typer.Typer) -> None:

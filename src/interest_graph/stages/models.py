@@ -415,7 +415,10 @@ def evaluation_table(
     table: tuple[tuple[str, tuple[str, ...]], ...] = EVALUATION_TABLE,
 ) -> list[dict[str, Any]]:
     """Fit and score the baselines of ``table`` on each protocol and, given a run
-    folder of ``train``, its model on the protocol it was trained for.
+    folder of ``train``, its model: the artifact on the protocol it was trained
+    for (``NAME (trained)``), and its kind fitted afresh with ``settings`` on every
+    other protocol whose baselines do not already hold it (``NAME (refit)``), so
+    the table shows the champion's kind beside every baseline of every protocol.
 
     Returns:
         One metrics row per (protocol, model), each with its ``seconds``.
@@ -424,15 +427,21 @@ def evaluation_table(
     if model is not None:
         run = Path(model)
         facts = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-        trained = (facts["protocol"], run / "model", f"{facts['model']} (trained)")
+        trained = (facts["protocol"], run / "model", str(facts["model"]))
     rows: list[dict[str, Any]] = []
     for protocol, models in table:
         split = build_split(protocol, source)
         log.info("%s: %s", protocol, split.describe())
         rows.extend(evaluate_on_split(split, name, settings) for name in models)
-        if trained is not None and trained[0] == protocol:
-            row = evaluate_on_split(split, str(trained[1]), settings)
-            rows.append({**row, "model": trained[2]})
+        if trained is None:
+            continue
+        trained_protocol, artifact, kind = trained
+        if trained_protocol == protocol:
+            row = evaluate_on_split(split, str(artifact), settings)
+            rows.append({**row, "model": f"{kind} (trained)"})
+        elif kind not in models:
+            row = evaluate_on_split(split, kind, settings)
+            rows.append({**row, "model": f"{kind} (refit)"})
     return rows
 
 
@@ -496,26 +505,49 @@ def best_train_settings(
     """The pipeline's tune step: search, and the best ``train`` settings as JSON.
 
     With 0 trials nothing is searched and the answer is ``{}`` (train as set);
-    ``report_html`` gets the validation curves of every trial, or the reason none
-    ran.
+    for the hybrid the search tunes its graph source's network, whose ``train.*``
+    the hybrid trains it with. ``report_html`` gets the validation curves of
+    every trial, or the reason none ran.
     """
     from interest_graph.kubeflow.outputs import write_png_html
 
-    if trials == 0:
+    searched = _tuned_graph_model(settings)
+    if trials == 0 or searched is None:
+        reason = (
+            "tune_trials = 0"
+            if trials == 0
+            else f"the hybrid's graph source ({settings.hybrid.graph_model}) "
+            "has no network to tune"
+        )
         if report_html is not None:
             Path(report_html).write_text(
-                "<p>tuning skipped: tune_trials = 0</p>\n", encoding="utf-8"
+                f"<p>tuning skipped: {reason}</p>\n", encoding="utf-8"
             )
         return "{}"
     from interest_graph.tuning import best_settings
 
-    result = tune(protocol, source, settings, trials=trials, retrain=False)
+    result = tune(protocol, source, searched, trials=trials, retrain=False)
     if report_html is not None:
         write_png_html(result.plot_path, report_html, "validation NDCG per trial")
-    chosen = best_settings(settings, result).train
+    chosen = best_settings(searched, result).train
     return chosen.model_dump_json(
         include={*result.best_config, "epochs", "early_stopping"}
     )
+
+
+def _tuned_graph_model(settings: Settings) -> Settings | None:
+    """The settings a search tunes for ``train.model``: the GNN itself, the
+    hybrid's graph source (whose ``train.*`` it trains with), or None for a
+    model with no network (the graph filter, temporal EASE)."""
+    model = settings.train.model
+    if model == "hybrid":
+        graph = settings.hybrid.graph_model
+        if graph == "graph-filter":
+            return None
+        return settings.model_copy(
+            update={"train": settings.train.model_copy(update={"model": graph})}
+        )
+    return settings
 
 
 def list_models(settings: Settings) -> list[RegisteredVersion]:

@@ -79,10 +79,13 @@ def run_pipeline(
     protocol: str = "shop-temporal",
     tune_trials: int = 0,
     runner: str = "subprocess",
+    model: str | None = None,
 ) -> Any:
     """Run the training pipeline on this machine (``kfp.local``): every task in a
     subprocess, or with ``runner="docker"`` in the component image; then one
     call answered by the served champion. Writes ``<runs>/latest/summary.json``.
+    ``model``: what the train step trains (default: ``train.model`` where set,
+    else the hybrid ranker).
 
     Returns:
         The :class:`~interest_graph.main_job.PipelineReport`.
@@ -98,6 +101,7 @@ def run_pipeline(
         protocol=protocol,
         tune_trials=tune_trials,
         runner=runner,  # type: ignore[arg-type]
+        model=model,
     )
 
 
