@@ -191,15 +191,8 @@ class HybridSignals:
         reads exactly what it reads for ``user_row`` in the full signals.
         """
         start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
-        owned = self.train.indices[start:end]
-        new = np.setdiff1d(np.asarray(new_items, dtype=np.int64), owned)
-        indices = np.concatenate([owned, new.astype(owned.dtype)])
-        data = np.concatenate(
-            [self.train.data[start:end], np.ones(new.size, self.train.data.dtype)]
-        )
-        train = sp.csr_matrix(
-            (data, indices, np.array([0, indices.size])), shape=(1, self.n_items)
-        )
+        train = row_with_new(self.train, user_row, new_items, 1.0)
+        added = train.nnz - (end - start)
         ease = copy.copy(self.temporal_ease)  # shares ``ease`` and ``next``
         fresh = float(ease.event_weights.get("purchase", 1.0))
         if ease.history is not None:
@@ -217,10 +210,10 @@ class HybridSignals:
             temporal_ease=ease,
             train=train,
             pair_days=np.concatenate(
-                [self.pair_days[start:end], np.zeros(new.size, self.pair_days.dtype)]
+                [self.pair_days[start:end], np.zeros(added, self.pair_days.dtype)]
             ),
             pair_events=np.concatenate(
-                [self.pair_events[start:end], np.ones(new.size, self.pair_events.dtype)]
+                [self.pair_events[start:end], np.ones(added, self.pair_events.dtype)]
             ),
             graph_users=one_row(self.graph_users),
             user_interest_weight=one_row(self.user_interest_weight),
