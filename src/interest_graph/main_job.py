@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interest_graph.config import Settings
+from interest_graph.config import Settings, TrainConfig
 from interest_graph.errors import ConfigError, InterestGraphError
 from interest_graph.kubeflow.definitions import load_pipeline
 from interest_graph.kubeflow.local import (
@@ -52,10 +52,10 @@ def with_model(settings: Settings, model: str | None) -> Settings:
     when neither ``model`` nor the settings name one."""
     if model is None and "model" in settings.train.model_fields_set:
         return settings
-    values = {**settings.train.model_dump(exclude_unset=True)}
+    values = settings.train.model_dump(exclude_unset=True)
     values["model"] = model or MAIN_JOB_MODEL
     try:
-        train = settings.train.model_validate(values)
+        train = TrainConfig.model_validate(values)
     except ValueError as exc:
         raise ConfigError(f"train.model {values['model']!r}: {exc}") from exc
     return settings.model_copy(update={"train": train})
