@@ -344,15 +344,15 @@ class Bench:
         users = users_file(model)
         other, warmup = self.durations.other, self.durations.warmup
         with floor(model, self.placement) as ports:
-            self.point("floor_warmup", "floor", ports.base, users, rate=RATE,
-                       duration=warmup)  # fmt: skip
+            self.point(
+                "floor_warmup", "floor", ports.base, users, rate=RATE, duration=warmup
+            )
             self.point("floor", "floor", ports.base, users, rate=RATE, duration=other)
         with recommender(model, self.placement, self.feast, self.server) as running:
             ports = running.ports
             grpc_url = f"127.0.0.1:{ports.grpc}"
             headline = self.durations.headline
-            self.point("v1_warmup", "v1", ports.base, users, rate=RATE,
-                       duration=warmup)  # fmt: skip
+            self.point("v1_warmup", "v1", ports.base, users, rate=RATE, duration=warmup)
             self.point("v1", "v1", ports.base, users, rate=RATE, duration=headline)
             self.point("v2", "v2", ports.base, users, rate=RATE, duration=other)
             self.point("grpc", "grpc", grpc_url, users, rate=RATE, duration=other)
