@@ -112,6 +112,48 @@ def test_the_load_time_table_scores_like_the_ranker(
     ).all()
 
 
+def test_a_rescored_row_is_kept_until_the_user_buys_something_else(
+    hybrid: tuple[HybridRanker, Path], split: EvaluationSplit
+) -> None:
+    model, _ = hybrid
+    scorer = HybridScorer(model)
+    calls: list[tuple[int, list[int]]] = []
+
+    def counted(user_row: int, new_items: np.ndarray) -> np.ndarray:
+        calls.append((user_row, new_items.tolist()))
+        return model.score_with_new(user_row, new_items)
+
+    scorer.model = _Counting(model, counted)
+    user = int(split.test_users[0])
+    owned = set(split.train[user].indices.tolist())
+    new = [i for i in range(split.train.shape[1]) if i not in owned][:2]
+    first = scorer.scores(user, np.array(new[:1]))
+    again = scorer.scores(user, np.array(new[:1]))
+    assert again is first and len(calls) == 1
+    np.testing.assert_array_equal(first, model.score_with_new(user, np.array(new[:1])))
+    # Another purchase is another row; the first is still kept.
+    other = scorer.scores(user, np.array(new))
+    assert len(calls) == 2 and not np.array_equal(other, first)
+    assert scorer.scores(user, np.array(new[:1])) is first and len(calls) == 2
+    # Bounded: a third row pushes the others out; the first is scored again.
+    scorer.rescored.max_rows = 1
+    scorer.scores(user, np.array(new[1:]))
+    assert len(calls) == 3 and len(scorer.rescored) == 1
+    scorer.scores(user, np.array(new[:1]))
+    assert len(calls) == 4
+
+
+class _Counting:
+    """The ranker with its per-user re-scoring replaced by ``counted``."""
+
+    def __init__(self, model: HybridRanker, counted: Any) -> None:
+        self._model = model
+        self.score_with_new = counted
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
 def test_a_purchase_written_to_feast_changes_the_next_answer(
     hybrid: tuple[HybridRanker, Path],
     split: EvaluationSplit,
