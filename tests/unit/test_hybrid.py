@@ -23,7 +23,9 @@ from interest_graph.evaluation.ranking import rank_test_users, score_ranking
 from interest_graph.models.artifact import ModelArtifact
 from interest_graph.models.hybrid import IMPORTANCE_FILE, RANKER_FILE, HybridRanker
 from interest_graph.models.hybrid_features import (
+    BasketCloseness,
     _ranks,
+    _ranks_at,
     _tells_apart,
     item_facts,
     pair_facts,
@@ -167,6 +169,29 @@ def test_tied_scores_share_a_rank_whatever_their_column() -> None:
     )
     np.testing.assert_array_equal(_ranks(scores), [[3, 1, 3, 2, 5], [1, 1, 1, 1, 1]])
     np.testing.assert_array_equal(_ranks(scores[:, ::-1]), _ranks(scores)[:, ::-1])
+
+
+def test_ranks_and_basket_closeness_at_candidates_equal_the_full_matrices() -> None:
+    rng = np.random.default_rng(3)
+    # Few distinct values (ties) and unallowed items (-inf), as masked scores.
+    scores = rng.integers(0, 6, size=(4, 50)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    chosen = rng.random(scores.shape) < 0.3
+    rows, items = np.nonzero(chosen)
+    # The definition: one plus the items of the row scored strictly higher.
+    expected = (scores[rows] > scores[rows, items][:, None]).sum(axis=1) + 1
+    np.testing.assert_array_equal(_ranks_at(scores, rows, items), expected)
+    np.testing.assert_array_equal(_ranks(scores)[rows, items], expected)
+    text = rng.normal(size=(50, 8)).astype(np.float32)
+    basket = sp.csr_matrix(
+        (np.ones(4, np.float32), ([0, 0, 2, 3], [4, 9, 9, 0])), shape=(4, 50)
+    )
+    full = np.zeros(scores.shape, dtype=np.float32)
+    for row, owned in ((0, [4, 9]), (2, [9]), (3, [0])):
+        full[row] = (text[owned] @ text.T).max(axis=0)
+    closeness = BasketCloseness(basket, text)[rows, items]
+    np.testing.assert_allclose(closeness, full[rows, items], rtol=1e-6, atol=1e-6)
+    assert (closeness[rows == 1] == 0).all()  # an empty basket is close to nothing
 
 
 def test_a_source_that_cannot_tell_allowed_items_apart_offers_none() -> None:

@@ -302,14 +302,25 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     strictly higher, so tied items share a rank (a source that cannot tell items
     apart, like temporal EASE on items nobody bought, gives them all one rank
     instead of an order by column); -inf items rank last."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ordered = np.take_along_axis(scores, order, axis=1)
-    position = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    starts = np.ones(scores.shape, dtype=bool)
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, first + 1, axis=1)
+    n_rows, n_items = scores.shape
+    rows = np.repeat(np.arange(n_rows), n_items)
+    items = np.tile(np.arange(n_items), n_rows)
+    return _ranks_at(scores, rows, items).reshape(scores.shape)
+
+
+def _ranks_at(scores: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``_ranks(scores)[rows, items]`` (``rows`` ascending, as ``np.nonzero``
+    gives them) without ranking every item: per row one sort, then each asked
+    item's count of strictly higher scores by binary search."""
+    ordered = np.sort(scores, axis=1)
+    ranks = np.empty(rows.size, dtype=np.int64)
+    present, starts = np.unique(rows, return_index=True)
+    ends = np.append(starts[1:], rows.size)
+    n_items = scores.shape[1]
+    for row, start, end in zip(present.tolist(), starts, ends, strict=True):
+        values = scores[row, items[start:end]]
+        higher = n_items - np.searchsorted(ordered[row], values, side="right")
+        ranks[start:end] = higher + 1
     return ranks
 
 
@@ -325,8 +336,9 @@ def _tells_apart(masked: np.ndarray) -> np.ndarray:
 
 def source_scores(
     signals: HybridSignals, users: np.ndarray
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Each scored source's batch x items scores, and per-user facts.
+) -> tuple[dict[str, np.ndarray | BasketCloseness], dict[str, np.ndarray]]:
+    """Each scored source's batch x items scores (basket closeness: evaluated
+    where indexed), and per-user facts.
 
     Returns:
         ``(scores, user_facts)``; sources the signals lack are left out.
@@ -349,7 +361,7 @@ def source_scores(
     basket.data = (days.data <= owner_latest + BASKET_DAYS).astype(np.float32)
     basket.eliminate_zeros()
 
-    scores: dict[str, np.ndarray] = {
+    scores: dict[str, np.ndarray | BasketCloseness] = {
         "temporal_ease": np.asarray(signals.temporal_ease.score(users), np.float32)
     }
     if recency and signals.temporal_ease.ease is not None:
@@ -363,7 +375,7 @@ def source_scores(
         scores["text_profile"] = _unit(profile) @ signals.text.T
         if recency:
             scores["text_recent"] = _unit(weight @ signals.text) @ signals.text.T
-            scores["text_basket_max"] = _basket_max_cosine(basket, signals.text)
+            scores["text_basket_max"] = BasketCloseness(basket, signals.text)
     popularity = (
         np.log1p(signals.item_popularity_long)
         if recency
@@ -396,14 +408,27 @@ def source_scores(
     return scores, user_facts
 
 
-def _basket_max_cosine(basket: sp.csr_matrix, text: np.ndarray) -> np.ndarray:
-    """Per user, the best cosine of each item to an item of their last basket."""
-    out = np.zeros((basket.shape[0], text.shape[0]), dtype=np.float32)
-    for row in range(basket.shape[0]):
-        owned = basket.indices[basket.indptr[row] : basket.indptr[row + 1]]
-        if owned.size:
-            out[row] = (text[owned] @ text.T).max(axis=0)
-    return out
+class BasketCloseness:
+    """Per (user, item), the best cosine of the item to an item of the user's last
+    basket, computed only where indexed (``closeness[rows, items]``): a feature,
+    never a candidate source or a rank, so no row needs every item."""
+
+    def __init__(self, basket: sp.csr_matrix, text: np.ndarray) -> None:
+        self.basket = basket
+        self.text = text
+
+    def __getitem__(self, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        rows, items = at
+        out = np.zeros(rows.size, dtype=np.float32)
+        basket = self.basket
+        present, starts = np.unique(rows, return_index=True)
+        ends = np.append(starts[1:], rows.size)
+        for row, start, end in zip(present.tolist(), starts, ends, strict=True):
+            owned = basket.indices[basket.indptr[row] : basket.indptr[row + 1]]
+            if owned.size:
+                cosines = self.text[items[start:end]] @ self.text[owned].T
+                out[start:end] = cosines.max(axis=1)
+        return out
 
 
 # Which score matrix each candidate source reads, best first.
@@ -416,7 +441,7 @@ CANDIDATE_SCORES: dict[str, tuple[str, ...]] = {
 
 
 def _feature_names(
-    scores: Mapping[str, np.ndarray], facts: Mapping[str, np.ndarray]
+    scores: Mapping[str, object], facts: Mapping[str, np.ndarray]
 ) -> list[str]:
     names: list[str] = []
     for name in scores:
@@ -460,6 +485,7 @@ def candidate_features(
     masked = {
         name: np.where(allowed, matrix, -np.inf).astype(np.float32)
         for name, matrix in scores.items()
+        if isinstance(matrix, np.ndarray)
     }
     chosen = np.zeros(allowed.shape, dtype=np.int8)
     take = min(per_source, allowed.shape[1] - 1)
@@ -476,10 +502,10 @@ def candidate_features(
     chosen[unserved] = allowed[unserved]  # no source for a row: every allowed item
     rows, items = np.nonzero(chosen)
     columns: list[np.ndarray] = []
-    for name, matrix in masked.items():
-        columns.append(scores[name][rows, items])
+    for name, matrix in scores.items():
+        columns.append(matrix[rows, items])
         if name in SCORED:
-            columns.append(_ranks(matrix)[rows, items].astype(np.float32))
+            columns.append(_ranks_at(masked[name], rows, items).astype(np.float32))
     no_interest = np.zeros(signals.n_items, dtype=np.float32)
     item_columns = (
         np.log1p(signals.item_popularity),
