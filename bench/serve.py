@@ -29,7 +29,8 @@ hidden by the generator waiting for it):
 * ``hybrid``: the hybrid ranker (``train.model: hybrid``) trained on
   ``online-retail-temporal`` (cached under ``.work/bench/hybrid/<key>/``, see
   ``bench/_serve/models.py``), served with the Online Retail feature store, v1
-  at 400 requests/s (the headline duration); #15's target p99 <= 10 ms, 0 errors;
+  at 400 requests/s (the headline duration, after its own warm-up, kept as
+  ``hybrid_warmup``); #15's target p99 <= 10 ms, 0 errors;
 * ``ann_recall``: recall@20 of the 100k catalogue's served index (``auto``: IVF
   there) against exact ranking for 2,000 of its users, their purchases
   excluded, measured in this process on the same artifact.
@@ -319,16 +320,27 @@ class Bench:
         feast: bool | None = None,
         env: dict[str, str] | None = None,
         probe: bool = False,
+        warmup: bool = False,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Open-loop v1 at ``rate`` on a fresh server for ``model`` (``feast``
         defaults to the bench's, ``env`` adds settings), kept under ``name``;
-        with ``probe``, the health and status endpoints are probed meanwhile.
+        with ``probe``, the health and status endpoints are probed meanwhile;
+        with ``warmup``, a ``NAME_warmup`` point at the same rate comes first.
         Returns the point's result, with the probes' summary and the server's
         ``ready_s`` added, and the server's status after the run."""
         users = users_file(model)
         feast = self.feast if feast is None else feast
         with recommender(model, self.placement, feast, self.server, env) as running:
             base = running.ports.base
+            if warmup:
+                self.point(
+                    f"{name}_warmup",
+                    "v1",
+                    base,
+                    users,
+                    rate=rate,
+                    duration=self.durations.warmup,
+                )
             with faults.Prober(base) if probe else nullcontext() as prober:
                 result = self.point(
                     name, "v1", base, users, rate=rate, duration=duration
@@ -470,9 +482,11 @@ class Bench:
             )
 
     def hybrid(self, model: BenchModel) -> None:
-        """The hybrid ranker over v1 at 400/s with Feast (#15)."""
+        """The hybrid ranker over v1 at 400/s with Feast (#15), after a warm-up
+        at that rate (as the v1 point): the first call of a user with purchases
+        since training re-scores them (kept until they buy again)."""
         result, status = self.served_point(
-            "hybrid", model, rate=RATE, duration=self.durations.headline
+            "hybrid", model, rate=RATE, duration=self.durations.headline, warmup=True
         )
         result["model"] = model.description
         result["model_version"] = status.get("model_version")
@@ -616,6 +630,7 @@ def report(
     if "hybrid" in results:
         hybrid = results["hybrid"]
         summary["hybrid"] = hybrid
+        summary["hybrid_warmup"] = results["hybrid_warmup"]
         targets["hybrid_v1_p99_le_10ms_0_errors"] = (
             within(hybrid["p99_ms"], TARGETS["hybrid_p99_ms"]) and hybrid["errors"] == 0
         )

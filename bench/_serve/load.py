@@ -343,6 +343,7 @@ class LoadSpec:
     warmup: float = WARMUP_S
     seed: int = 0
     connections: int = 64
+    outcomes: Path | None = None  # where to write each request's (due, latency)
 
 
 async def run_load(spec: LoadSpec) -> dict[str, Any]:
@@ -364,6 +365,11 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
             result = await open_loop(send, due, n_warm)
         cpu = time.process_time() - cpu_started
     summary = summarize(result, None if spec.closed else spec.rate, spec.duration)
+    if spec.outcomes is not None:  # for reading a tail in time: when it came
+        spec.outcomes.write_text(
+            json.dumps([[o.due, o.latency, o.error] for o in result.outcomes]),
+            encoding="utf-8",
+        )
     # Share of one core the generator itself used during the run: its headroom.
     summary["generator_core_share"] = round(cpu / result.wall_s, 3)
     return summary
@@ -414,6 +420,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=WARMUP_S)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu", type=int, action="append", help="pin to this CPU")
+    parser.add_argument(
+        "--outcomes", type=Path, help="write each request's [due, latency, error]"
+    )
     return parser.parse_args(argv)
 
 
@@ -431,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         closed=args.closed,
         warmup=args.warmup,
         seed=args.seed,
+        outcomes=args.outcomes,
     )
     try:
         import uvloop

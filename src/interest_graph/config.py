@@ -498,8 +498,10 @@ class ServingConfig(BaseModel):
     item_statistics_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="Deadline of the Feast item statistics read at model load; "
-        "past it the model serves without categories and prices (degraded).",
+        description="Deadline of each Feast read at model load: item statistics "
+        "(past it the model serves without categories and prices, degraded) and "
+        "the hybrid's users with purchases since training (past it, their first "
+        "call scores them).",
     )
     model_repository_enabled: bool = Field(
         False,

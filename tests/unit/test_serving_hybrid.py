@@ -291,3 +291,30 @@ def test_unknown_users_get_a_flagged_fallback(
     assert session["fallback"] == "unknown_user:session_fold_in"
     answered = [i["item_id"] for i in session["items"]]
     assert len(answered) == K and not set(recent) & set(answered)
+
+
+def test_users_who_bought_since_training_are_scored_at_load(
+    hybrid: tuple[HybridRanker, Path], shop_store: Path, tmp_path: Path
+) -> None:
+    model, folder = hybrid
+    predictor = _predictor(tmp_path, folder, shop_store)
+    serving = predictor.serving
+    assert serving is not None and isinstance(serving.scorer, HybridScorer)
+    scorer = serving.scorer
+    # What the online store says each known user has (other tests of this
+    # module write purchases to it), against their training rows.
+    users = list(serving.user_rows)
+    found = predictor.features.lookup(users)
+    since_training = []
+    for user, features in zip(users, found, strict=True):
+        row = serving.user_rows[user]
+        had = serving.catalogue.rows(features.history)
+        start, end = scorer.train.indptr[row], scorer.train.indptr[row + 1]
+        if np.setdiff1d(had, scorer.train.indices[start:end]).size:
+            since_training.append(user)
+    assert since_training and len(scorer.rescored) == len(since_training)
+    # Their calls read the kept rows: nothing is scored per call.
+    calls: list[int] = []
+    scorer.model = _Counting(model, lambda row, new: calls.append(row))
+    answers = _ask(predictor, [{"user_id": u, "k": K} for u in since_training[:10]])
+    assert not calls and all(a["fallback"] is None for a in answers)

@@ -75,6 +75,10 @@ class HybridRanker:
         self.candidates: np.ndarray | None = None
         self.graph_epochs: int | None = None
         self.facts: dict[str, Any] = {}
+        # LightGBM's prediction threads (0: its OpenMP default). A server sets 1:
+        # one user's few hundred candidates gain nothing from a thread team, and
+        # OpenMP threads spinning beside busy cores stall the call.
+        self.predict_threads = 0
 
     # --- fitting -------------------------------------------------------------
 
@@ -411,7 +415,10 @@ class HybridRanker:
         for start in range(0, users.size, SCORE_BATCH):
             block = users[start : start + SCORE_BATCH]
             batch = self._features(signals, block, self.candidates)
-            predicted = np.asarray(self.booster.predict(batch.values), np.float32)
+            predicted = np.asarray(
+                self.booster.predict(batch.values, num_threads=self.predict_threads),
+                np.float32,
+            )
             # Non-candidates rank below every candidate, in temporal EASE's order.
             floor = predicted.min() if predicted.size else np.float32(0.0)
             fallback = batch.fallback

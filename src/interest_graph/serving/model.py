@@ -25,7 +25,7 @@ history (``serving.history_path``) and from the feature store, ``exclude`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from interest_graph.serving.index import (
 from interest_graph.serving.reasons import ReasonBook
 from interest_graph.serving.requests import RecommendationRequest, UserFeatures
 from interest_graph.serving.scorers import (
+    HybridScorer,
     ScoreIndex,
     TemporalEASEScorer,
     UserScorer,
@@ -59,6 +60,7 @@ from interest_graph.serving.scorers import (
 log = get_logger("serving.model")
 
 POPULAR_REASON = "popular in the shop"
+WARM_USERS_PER_LOOKUP = 1000
 UNAVAILABLE = "feature_store_unavailable"
 UNKNOWN_USER = "unknown_user"
 
@@ -164,6 +166,30 @@ class ServingModel:
             )
             for i, request in enumerate(requests)
         ]
+
+    def warm(self, lookup: Callable[[list[str]], list[UserFeatures] | None]) -> int:
+        """Before the model takes calls, score the known users whose first call
+        would otherwise score them anew: the hybrid's users with purchases since
+        training, as the feature store has them now (``lookup``: the users'
+        features, None when the store cannot say; then their calls score them).
+        At most what the scorer keeps; only where it scored a table at load (a
+        shop too large for the table skips this). Returns the users scored."""
+        scorer = self.scorer
+        if not isinstance(scorer, HybridScorer) or scorer.table is None:
+            return 0
+        users = list(self.user_rows)
+        scored = 0
+        for start in range(0, len(users), WARM_USERS_PER_LOOKUP):
+            chunk = users[start : start + WARM_USERS_PER_LOOKUP]
+            found = lookup(chunk)
+            if found is None or any(f.status == "unavailable" for f in found):
+                break
+            for user, features in zip(chunk, found, strict=True):
+                owned = self._owned_rows(RecommendationRequest(user, 1), features)
+                scored += scorer.keep(self.user_rows[user], owned)
+                if scored >= scorer.rescored.max_rows:
+                    return scored
+        return scored
 
     def _owned_rows(
         self, request: RecommendationRequest, found: UserFeatures

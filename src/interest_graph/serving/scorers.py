@@ -135,9 +135,12 @@ class HybridScorer:
     That costs a little more than a per-call score: at 3,618 items, one OpenMP
     thread on a 2-core VM at load 4.6, median 23 ms against 19 ms for
     ``score([user])`` (the one-user view itself 1.1 ms; per-call scoring was
-    ~8 ms on an unloaded core). The re-scored row is kept (:class:`RescoredRows`)
-    until the user buys something else, so only a user's first call after a
-    purchase pays for it. Without the table every known user is scored per call.
+    ~8 ms on an unloaded core; 7 ms since ranks and basket closeness are taken
+    at the candidates). The re-scored row is kept (:class:`RescoredRows`) until
+    the user buys something else, so only a user's first call after a purchase
+    pays for it, and the users who bought since training are scored at load
+    (:meth:`ServingModel.warm`, from what the feature store has then). Without
+    the table every known user is scored per call.
     """
 
     def __init__(self, model: Any, table_bytes: int = HYBRID_TABLE_BYTES) -> None:
@@ -149,13 +152,27 @@ class HybridScorer:
         self.table: np.ndarray | None = None
         if n_users * self.n_items * 4 <= table_bytes:
             self.table = np.asarray(model.score(np.arange(n_users)), np.float32)
+        model.predict_threads = 1  # per call: one user's candidates, one thread
         self.rescored = RescoredRows(self.n_items)
+
+    def _new(self, user_row: int, items: np.ndarray) -> np.ndarray:
+        """What the user has beyond their training row."""
+        start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
+        return np.setdiff1d(items, self.train.indices[start:end])
+
+    def keep(self, user_row: int, items: np.ndarray) -> bool:
+        """Score and keep a known user's row for ``items`` now (at load, so their
+        first call reads it); True when it had to be scored."""
+        new = self._new(user_row, items)
+        if not new.size or self.rescored.get(user_row, new) is not None:
+            return False
+        self.scores(user_row, items)
+        return True
 
     def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
         if user_row is None:
             return self.session.scores(None, new_items)
-        start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
-        new = np.setdiff1d(new_items, self.train.indices[start:end])
+        new = self._new(user_row, new_items)
         if new.size:
             row = self.rescored.get(user_row, new)
             if row is None:

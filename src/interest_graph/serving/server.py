@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def build_service(settings: Settings) -> Service:
         )
 
     def build(path: Path, version: str | None, uri: str) -> ServingModel:
-        return load_serving_model(
+        serving = load_serving_model(
             path,
             version=version or "local",
             uri=uri,
@@ -100,6 +101,21 @@ def build_service(settings: Settings) -> Service:
             item_features=item_features,
             history=history,
         )
+        started = time.perf_counter()
+        scored = serving.warm(
+            lambda users: within_deadline(
+                lambda: features.lookup(users),
+                config.item_statistics_timeout_s,
+                "purchases since training",
+            )
+        )
+        if scored:
+            log.info(
+                "scored %d users with purchases since training at load in %.1f s",
+                scored,
+                time.perf_counter() - started,
+            )
+        return serving
 
     uri = config.model_uri
     current, load_version = registry_source(uri, settings, build)
