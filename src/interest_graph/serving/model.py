@@ -60,9 +60,10 @@ from interest_graph.serving.scorers import (
 log = get_logger("serving.model")
 
 POPULAR_REASON = "popular in the shop"
-WARM_USERS_PER_LOOKUP = 1000
 UNAVAILABLE = "feature_store_unavailable"
 UNKNOWN_USER = "unknown_user"
+# Users per feature-store read when the hybrid's users are scored at load.
+WARM_USERS_PER_LOOKUP = 1000
 
 
 @dataclass(frozen=True)
