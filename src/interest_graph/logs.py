@@ -18,16 +18,21 @@ _LOGGER_NAME = "interest_graph"
 
 # Deprecation notices the libraries we call print about their own internals; a user
 # of this command line can do nothing about them.
-LIBRARY_NOISE = (
-    r"`torch\.jit\.script(_method)?` is deprecated",  # torch-geometric at import
-    r"The ``noload`` loader strategy is deprecated",  # MLflow's SQLAlchemy store
+LIBRARY_NOISE: tuple[tuple[str, type[Warning]], ...] = (
+    # torch-geometric at import
+    (r"`torch\.jit\.script(_method)?` is deprecated", DeprecationWarning),
+    # MLflow's SQLAlchemy store
+    (r"The ``noload`` loader strategy is deprecated", DeprecationWarning),
+    # KServe's REST routes answer with FastAPI's ORJSONResponse (a UserWarning
+    # subclass, FastAPIDeprecationWarning), once per route in the server's log
+    (r"ORJSONResponse is deprecated", UserWarning),
 )
 
 
 def quiet_library_warnings() -> None:
     """Hide :data:`LIBRARY_NOISE`, even where ``-W`` or ``PYTHONWARNINGS`` ask."""
-    for message in LIBRARY_NOISE:
-        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

@@ -992,6 +992,22 @@ def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
     assert samples['recommender_request_seconds_count{protocol="v1"}'] >= 2
 
 
+def test_a_reload_leaves_only_the_served_version_at_one() -> None:
+    from prometheus_client import REGISTRY
+
+    from interest_graph.serving.observe import record_state
+
+    record_state("reload-old")
+    record_state("reload-new")
+
+    def value(version: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            "recommender_model_version_info", {"version": version}
+        )
+
+    assert value("reload-old") == 0 and value("reload-new") == 1
+
+
 def test_log_lines_are_json_without_tracebacks_for_client_errors(
     running: Running,
 ) -> None:

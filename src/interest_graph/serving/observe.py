@@ -205,9 +205,16 @@ def record_call(
 
 
 def record_state(model_version: str) -> None:
-    """The model version gauge: 1 for the version served now."""
-    MODEL_VERSION.clear()
+    """The model version gauge: 1 for the version served now, 0 for the ones
+    before it (``clear()`` does nothing in prometheus_client's multiprocess mode,
+    which KServe's server uses, so a reload would leave two versions at 1)."""
+    for served in _SERVED_VERSIONS - {model_version}:
+        MODEL_VERSION.labels(served).set(0)
+    _SERVED_VERSIONS.add(model_version)
     MODEL_VERSION.labels(model_version).set(1)
+
+
+_SERVED_VERSIONS: set[str] = set()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
