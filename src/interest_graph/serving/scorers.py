@@ -96,7 +96,7 @@ class RescoredRows:
     A row depends only on the model, the user and what they bought since
     training, so a later call with the same new items reads it; a new purchase
     is a new key. Bounded to ``max_bytes``, least recently used first out.
-    Calls run in the server's worker threads, hence the lock."""
+    Locked: REST and gRPC calls and a reload's load may come from other threads."""
 
     def __init__(self, n_items: int, max_bytes: int = HYBRID_RESCORED_BYTES) -> None:
         self.max_rows = max(1, max_bytes // (4 * max(n_items, 1)))
