@@ -24,7 +24,6 @@ from interest_graph.models.artifact import ModelArtifact
 from interest_graph.models.hybrid import IMPORTANCE_FILE, RANKER_FILE, HybridRanker
 from interest_graph.models.hybrid_features import (
     BasketCloseness,
-    _ranks,
     _ranks_at,
     _tells_apart,
     item_facts,
@@ -159,6 +158,12 @@ def test_pair_and_item_facts_from_events() -> None:
 def test_unknown_sources_are_refused() -> None:
     with pytest.raises(ValueError, match="sources"):
         HybridConfig.model_validate({"sources": ["temporal-ease", "astrology"]})
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Every item's rank, row by row, through ``_ranks_at``."""
+    rows, items = np.nonzero(np.ones(scores.shape, dtype=bool))
+    return _ranks_at(scores, rows, items).reshape(scores.shape)
 
 
 def test_tied_scores_share_a_rank_whatever_their_column() -> None:

@@ -14,7 +14,7 @@ see at test time, shifted by the validation window.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -297,27 +297,25 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based rank of every item per row (best = 1): one plus the items scored
-    strictly higher, so tied items share a rank (a source that cannot tell items
-    apart, like temporal EASE on items nobody bought, gives them all one rank
-    instead of an order by column); -inf items rank last."""
-    n_rows, n_items = scores.shape
-    rows = np.repeat(np.arange(n_rows), n_items)
-    items = np.tile(np.arange(n_items), n_rows)
-    return _ranks_at(scores, rows, items).reshape(scores.shape)
+def _row_spans(rows: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """``(row, start, end)`` of each run of equal values in ``rows`` (ascending,
+    as ``np.nonzero`` gives them): positions ``start:end`` belong to ``row``."""
+    present, starts = np.unique(rows, return_index=True)
+    ends = np.append(starts[1:], rows.size)
+    return zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True)
 
 
 def _ranks_at(scores: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``_ranks(scores)[rows, items]`` (``rows`` ascending, as ``np.nonzero``
-    gives them) without ranking every item: per row one sort, then each asked
-    item's count of strictly higher scores by binary search."""
+    """1-based rank of item ``items[i]`` in row ``rows[i]`` of ``scores`` (best =
+    1; ``rows`` ascending): one plus the row's items scored strictly higher, so
+    tied items share a rank (a source that cannot tell items apart, like temporal
+    EASE on items nobody bought, gives them all one rank instead of an order by
+    column); -inf items rank last. Per row one sort, then a binary search per
+    asked item: only the candidates are ranked, not every item."""
     ordered = np.sort(scores, axis=1)
     ranks = np.empty(rows.size, dtype=np.int64)
-    present, starts = np.unique(rows, return_index=True)
-    ends = np.append(starts[1:], rows.size)
     n_items = scores.shape[1]
-    for row, start, end in zip(present.tolist(), starts, ends, strict=True):
+    for row, start, end in _row_spans(rows):
         values = scores[row, items[start:end]]
         higher = n_items - np.searchsorted(ordered[row], values, side="right")
         ranks[start:end] = higher + 1
@@ -421,9 +419,7 @@ class BasketCloseness:
         rows, items = at
         out = np.zeros(rows.size, dtype=np.float32)
         basket = self.basket
-        present, starts = np.unique(rows, return_index=True)
-        ends = np.append(starts[1:], rows.size)
-        for row, start, end in zip(present.tolist(), starts, ends, strict=True):
+        for row, start, end in _row_spans(rows):
             owned = basket.indices[basket.indptr[row] : basket.indptr[row + 1]]
             if owned.size:
                 cosines = self.text[items[start:end]] @ self.text[owned].T
