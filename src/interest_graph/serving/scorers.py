@@ -103,8 +103,12 @@ class RescoredRows:
         self._rows: OrderedDict[tuple[int, bytes], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(user_row: int, new: np.ndarray) -> tuple[int, bytes]:
+        return user_row, np.asarray(new, np.int64).tobytes()
+
     def get(self, user_row: int, new: np.ndarray) -> np.ndarray | None:
-        key = (user_row, np.asarray(new, np.int64).tobytes())
+        key = self._key(user_row, new)
         with self._lock:
             row = self._rows.get(key)
             if row is not None:
@@ -113,7 +117,7 @@ class RescoredRows:
 
     def put(self, user_row: int, new: np.ndarray, row: np.ndarray) -> None:
         with self._lock:
-            self._rows[(user_row, np.asarray(new, np.int64).tobytes())] = row
+            self._rows[self._key(user_row, new)] = row
             while len(self._rows) > self.max_rows:
                 self._rows.popitem(last=False)
 
@@ -166,8 +170,14 @@ class HybridScorer:
         new = self._new(user_row, items)
         if not new.size or self.rescored.get(user_row, new) is not None:
             return False
-        self.scores(user_row, items)
+        self._rescore(user_row, new)
         return True
+
+    def _rescore(self, user_row: int, new: np.ndarray) -> np.ndarray:
+        """The user's row with ``new`` bought now, scored and kept."""
+        row = np.asarray(self.model.score_with_new(user_row, new), np.float32)
+        self.rescored.put(user_row, new, row)
+        return row
 
     def scores(self, user_row: int | None, new_items: np.ndarray) -> np.ndarray:
         if user_row is None:
@@ -175,10 +185,7 @@ class HybridScorer:
         new = self._new(user_row, new_items)
         if new.size:
             row = self.rescored.get(user_row, new)
-            if row is None:
-                row = np.asarray(self.model.score_with_new(user_row, new), np.float32)
-                self.rescored.put(user_row, new, row)
-            return row
+            return self._rescore(user_row, new) if row is None else row
         if self.table is not None:
             return self.table[user_row]
         return np.asarray(self.model.score(np.array([user_row]))[0], np.float32)
