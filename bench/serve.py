@@ -14,9 +14,16 @@ hidden by the generator waiting for it):
   doing only the scoring (user vector . item matrix, argpartition top-k);
 * a synthetic 100k-item catalogue (20k users, 64-d vectors) at 200 requests/s,
   server and floor;
-* a closed-loop run of 32 concurrent v1 clients for the maximum throughput, and
-  open-loop v1 steps (400, 800, 1200, 1600/s) for the highest rate whose p99
-  stays within 15 ms;
+* a closed-loop run of 32 concurrent v1 clients for the maximum throughput (and
+  the same against the floor, ``floor_max_rps``: what this machine gives a bare
+  endpoint with the generator beside it), and open-loop v1 steps (400, 800,
+  1200, 1600/s) for the highest rate whose p99 stays within 15 ms;
+* ``machine_stalls`` in every point: a process beside the run that only sleeps
+  1 ms at a time counts the wake-ups it got more than 10 ms late (the machine
+  stopped everyone: hypervisor steal, kernel), and ``server_loop_lag`` for the
+  recommender: how many of the server's event-loop lag samples (one per 0.1 s,
+  ``recommender_event_loop_lag_seconds``) were late over the run; a tail that
+  both show is the machine's, one only the server shows is the server's;
 * ``log_bytes_per_call``: the inference log's bytes per written call after the
   Online Retail points (the server's own count, default settings);
 * ``hung_store``: v1 at 200/s on the Online Retail model while its Feast online
@@ -279,6 +286,48 @@ def log_bytes_per_call(status: dict[str, Any]) -> float | None:
     return round(sink["bytes_written"] / written, 1) if written else None
 
 
+LOOP_LAG = "recommender_event_loop_lag_seconds"
+
+
+def loop_lag(base: str) -> dict[str, float] | None:
+    """The server's event-loop lag histogram (cumulative count per bucket bound,
+    as text, and ``count``), or None where it has none (an older server)."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{LOOP_LAG}_bucket{{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[bound] = counts.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{LOOP_LAG}_count"):
+            counts["count"] = counts.get("count", 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts or None
+
+
+def lag_delta(
+    before: dict[str, float], after: dict[str, float] | None
+) -> dict[str, Any] | None:
+    """Samples of the lag taken between two readings, and how many were late
+    by more than 10, 50 and 250 ms."""
+    if after is None:
+        return None
+    samples = after["count"] - before.get("count", 0.0)
+
+    def over(bound: str) -> int:
+        within = after.get(bound, 0.0) - before.get(bound, 0.0)
+        return int(samples - within)
+
+    return {
+        "samples": int(samples),
+        "over_10ms": over("0.01"),
+        "over_50ms": over("0.05"),
+        "over_250ms": over("0.25"),
+    }
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -302,10 +351,20 @@ class Bench:
     def point(
         self, name: str, protocol: str, url: str, users: Path, **load: Any
     ) -> dict[str, Any]:
-        """One load run from a generator process; printed and kept under ``name``."""
-        result = procs.run_load(
-            protocol, url, users, k=K, cpus=self.placement.generator, **load
-        )
+        """One load run from a generator process; printed and kept under ``name``.
+
+        Beside it a process that only sleeps counts the machine's own stalls
+        (``machine_stalls``, see ``_serve/stalls.py``), and for the recommender
+        the server's event-loop lag over the run is read from its metrics
+        (``server_loop_lag``): a tail both show is the machine's."""
+        lag_before = loop_lag(url) if protocol in ("v1", "v2") else None
+        with procs.stall_probe(self.placement.generator) as stalls:
+            result = procs.run_load(
+                protocol, url, users, k=K, cpus=self.placement.generator, **load
+            )
+        result["machine_stalls"] = stalls
+        if lag_before is not None:
+            result["server_loop_lag"] = lag_delta(lag_before, loop_lag(url))
         say(f"{name}: {json.dumps(result)}")
         self.results[name] = result
         return result
@@ -360,6 +419,15 @@ class Bench:
                 "floor_warmup", "floor", ports.base, users, rate=RATE, duration=warmup
             )
             self.point("floor", "floor", ports.base, users, rate=RATE, duration=other)
+            self.point(
+                "floor_closed_loop",
+                "floor",
+                ports.base,
+                users,
+                rate=RATE,
+                duration=self.durations.closed,
+                closed=CLOSED_WORKERS,
+            )
         with recommender(model, self.placement, self.feast, self.server) as running:
             ports = running.ports
             grpc_url = f"127.0.0.1:{ports.grpc}"
@@ -622,6 +690,7 @@ def report(
             if name in results:
                 summary[name] = results[name]
         summary["max_rps"] = results["closed_loop"]["rps"]
+        summary["floor_max_rps"] = results["floor_closed_loop"]["rps"]
         summary["max_rate_p99_le_15ms"] = max_rate
         summary["log_bytes_per_call"] = log_bytes_per_call(results["server_status"])
         targets["max_rate_at_p99_le_15ms_ge_1200"] = (
@@ -679,6 +748,7 @@ def full_report(
         "catalog_100k": catalog,
         "ann_recall": results["ann_recall"],
         "max_rps": results["closed_loop"]["rps"],
+        "floor_max_rps": results["floor_closed_loop"]["rps"],
         "closed_loop": results["closed_loop"],
         "rate_steps": steps,
         "max_rate_p99_le_15ms": max_rate,

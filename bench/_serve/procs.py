@@ -226,3 +226,27 @@ def finish_load(process: subprocess.Popen[str], timeout: float) -> dict[str, Any
     """
     stdout, stderr = process.communicate(timeout=timeout)
     return load_summary(process.returncode, stdout, stderr)
+
+
+@contextmanager
+def stall_probe(cpus: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """``_serve.stalls`` running beside the block; the dict it yields is filled
+    with the probe's JSON summary when the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "_serve.stalls"],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pinned(cpus),
+    )
+    summary: dict[str, Any] = {}
+    try:
+        yield summary
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=STOP_TIMEOUT_S)
+        if process.returncode == 0:
+            summary.update(json.loads(stdout.strip().splitlines()[-1]))
+        else:
+            summary["error"] = stderr[-500:]

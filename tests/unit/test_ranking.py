@@ -465,3 +465,40 @@ def test_rank_items_matches_a_full_sort_with_many_ties(
         finite = np.isfinite(masked[row, order])
         assert items[row].tolist() == np.where(finite, order, NO_ITEM).tolist()
         assert np.allclose(best[row][finite], masked[row, order][finite])
+
+
+@pytest.mark.parametrize("k", [1, 12, 299, 300, 320])
+def test_one_row_ranks_as_a_batch_does(k: int) -> None:
+    from interest_graph.evaluation import ranking
+
+    # A request ranks one row through its own path: the same rule as a batch
+    # (ties inside the top and at the cut, -inf, candidates, seen items, k past
+    # the catalogue), each row checked against a full sort too.
+    rng = np.random.default_rng(7)
+    scores = rng.integers(0, 6, (30, 300)).astype(np.float32)
+    scores[3, :] = 2.0
+    scores[5, 200:] = -np.inf
+    allowed = rng.random(300) > 0.2
+    for row in range(30):
+        seen_items = rng.integers(0, 300, 15)
+        one = ranking.rank_items(
+            scores[row : row + 1],
+            k,
+            seen=(np.zeros(15, np.int64), seen_items),
+            candidates=allowed,
+        )
+        # Two copies of the row take the batch path.
+        batch = ranking.rank_items(
+            np.repeat(scores[row : row + 1], 2, axis=0),
+            k,
+            seen=(np.repeat([0, 1], 15), np.tile(seen_items, 2)),
+            candidates=allowed,
+        )
+        masked = np.where(allowed, scores[row], -np.inf)
+        masked[seen_items] = -np.inf
+        order = np.lexsort((np.arange(300), -masked))[:k]
+        finite = np.isfinite(masked[order])
+        expected = np.where(finite, order, NO_ITEM).tolist()
+        expected += [NO_ITEM] * (k - len(expected))
+        assert one[0][0].tolist() == batch[0][0].tolist() == expected
+        np.testing.assert_array_equal(one[1][0], batch[1][0])

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import serve  # noqa: E402
-from _serve import faults, load  # noqa: E402
+from _serve import faults, load, stalls  # noqa: E402
 from _serve.floor import top_k  # noqa: E402
 from _serve.load import HttpError, Outcome, RunResult  # noqa: E402
 
@@ -256,3 +256,27 @@ def test_one_querys_exclusions_are_row_zero() -> None:
     seen = (np.array([0, 1, 1, 2]), np.array([5, 6, 7, 8]))
     rows, items = serve._seen_row(seen, 1)
     assert list(rows) == [0, 0] and list(items) == [6, 7]
+
+
+def test_loop_lag_between_two_readings_counts_the_late_samples() -> None:
+    before = {"0.01": 5.0, "0.05": 5.0, "0.25": 5.0, "count": 5.0}
+    after = {"0.01": 12.0, "0.05": 14.0, "0.25": 15.0, "count": 15.0}
+    assert serve.lag_delta(before, after) == {
+        "samples": 10,
+        "over_10ms": 3,
+        "over_50ms": 1,
+        "over_250ms": 0,
+    }
+    assert serve.lag_delta(before, None) is None
+
+
+def test_machine_stalls_summed_in_ms() -> None:
+    figures = stalls.summary([(1.0, 0.02), (2.5, 0.05)], steal=30.0, duration=10.0)
+    assert figures == {
+        "stalls": 2,
+        "stalled_ms": 70.0,
+        "max_ms": 50.0,
+        "steal_ms": 30.0,
+        "duration_s": 10.0,
+    }
+    assert stalls.summary([], 0.0, 1.0)["max_ms"] == 0.0

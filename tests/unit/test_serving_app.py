@@ -205,6 +205,9 @@ def test_v1_v2_and_grpc_return_the_same_items(running: Running) -> None:
 def test_v1_items_carry_title_category_and_reason(running: Running) -> None:
     response = _v1(running, {"instances": [{"user_id": "U003"}]})
     assert response.status_code == 200
+    # Encoded by the service (orjson), sent with its type and length.
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
     (prediction,) = response.json()["predictions"]
     assert len(prediction["items"]) == 5  # the server's default k
     for item in prediction["items"]:
@@ -973,15 +976,19 @@ def test_a_slow_body_is_cut_off_and_big_headers_refused(running: Running) -> Non
     assert response.status_code == 431, response.text
 
 
+def _samples(metrics: str) -> dict[str, float]:
+    """Prometheus text as {name{labels}: value}."""
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
     assert _v1(running, {"instances": [{"user_id": "stranger"}]}).status_code == 200
     assert _v1(running, {"instances": [{"user_id": 5}]}).status_code == 400
-    text = httpx.get(f"{running.http}/metrics").text
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    samples = _samples(httpx.get(f"{running.http}/metrics").text)
     assert samples['recommender_requests_total{protocol="v1",status="200"}'] >= 1
     assert samples['recommender_requests_total{protocol="v1",status="400"}'] >= 1
     assert (
@@ -990,6 +997,40 @@ def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
     assert samples['recommender_model_version_info{version="1"}'] == 1
     assert samples["recommender_degraded"] == 0
     assert samples['recommender_request_seconds_count{protocol="v1"}'] >= 2
+    # The server watches its event loop from startup (a sample every 0.1 s).
+    deadline = time.monotonic() + 5
+    while "recommender_event_loop_lag_seconds_count" not in samples:
+        assert time.monotonic() < deadline, "no event-loop lag samples"
+        time.sleep(0.2)
+        samples = _samples(httpx.get(f"{running.http}/metrics").text)
+    assert samples["recommender_event_loop_lag_seconds_count"] >= 1
+
+
+def test_the_event_loop_lag_sees_a_blocked_loop() -> None:
+    from prometheus_client import REGISTRY
+
+    from interest_graph.serving.observe import watch_event_loop
+
+    name = "recommender_event_loop_lag_seconds"
+
+    def samples() -> tuple[float, float]:
+        """All lag samples so far, and those later than 0.1 s."""
+        count = REGISTRY.get_sample_value(f"{name}_count") or 0.0
+        within = REGISTRY.get_sample_value(f"{name}_bucket", {"le": "0.1"}) or 0.0
+        return count, count - within
+
+    async def block_the_loop_once() -> None:
+        watch = asyncio.create_task(watch_event_loop(0.05))
+        await asyncio.sleep(0.2)  # prompt samples
+        time.sleep(0.3)  # nothing on the loop runs: the next timer fires late
+        await asyncio.sleep(0.2)
+        watch.cancel()
+
+    count_before, late_before = samples()
+    asyncio.run(block_the_loop_once())
+    count_after, late_after = samples()
+    assert count_after - count_before >= 4
+    assert late_after - late_before >= 1
 
 
 def test_a_reload_leaves_only_the_served_version_at_one() -> None:

@@ -146,3 +146,17 @@ def _vector_model(split: EvaluationSplit) -> ModelArtifact:
             "item_vectors": rng.normal(size=(split.n_items, 8)).astype(np.float32),
         },
     )
+
+
+def test_items_beyond_training_are_a_set_difference() -> None:
+    from interest_graph.serving.scorers import items_beyond
+
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 5, 80):
+        trained = np.sort(rng.choice(300, size, replace=False)).astype(np.int32)
+        items = rng.integers(0, 300, 40)
+        if size:
+            items = np.concatenate([items, trained[: size // 2]])
+        expected = np.setdiff1d(items, trained)
+        np.testing.assert_array_equal(items_beyond(trained, items), expected)
+    assert items_beyond(np.array([1, 2], np.int32), np.array([], np.int64)).size == 0

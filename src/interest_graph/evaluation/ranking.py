@@ -93,6 +93,8 @@ def rank_items(
     """
     import torch
 
+    if np.ndim(scores) == 2 and np.shape(scores)[0] == 1:
+        return _rank_one_row(scores, k, seen, candidates)
     # A contiguous copy we may mask (models may hand back views or broadcasts).
     table = torch.tensor(np.ascontiguousarray(scores, dtype=np.float32))
     if candidates is not None:
@@ -108,19 +110,55 @@ def rank_items(
     # torch.topk is multi-threaded and ~8x faster than np.argpartition here.
     top_scores, top_items = torch.topk(table, k_eff, dim=1, sorted=False)
     _lowest_items_win_ties_at_the_cut(table, top_scores, top_items)
-    part, part_scores = top_items.numpy(), top_scores.numpy()
-    # Best score first; equal scores by item index, so rankings are reproducible.
+    return _best_first(top_items.numpy(), top_scores.numpy(), k)
+
+
+def _best_first(
+    part: np.ndarray, part_scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's chosen items sorted best score first (equal scores by item
+    index, so rankings are reproducible), unscored ranks as ``NO_ITEM``/NaN,
+    padded to ``k``."""
     order = np.lexsort((part, -part_scores), axis=1)
     by_row = np.arange(part.shape[0])[:, None]
     items, best = part[by_row, order], part_scores[by_row, order]
     unscored = ~np.isfinite(best)
     items[unscored] = NO_ITEM
     best[unscored] = np.nan
-    if k_eff < k:
-        pad = ((0, 0), (0, k - k_eff))
+    if items.shape[1] < k:
+        pad = ((0, 0), (0, k - items.shape[1]))
         items = np.pad(items, pad, constant_values=NO_ITEM)
         best = np.pad(best, pad, constant_values=np.nan)
     return items, best
+
+
+def _rank_one_row(
+    scores: np.ndarray,
+    k: int,
+    seen: Seen | None,
+    candidates: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_items` for one row (a request at serving): the same rule with
+    one torch call (the selection) instead of about ten, each of which costs
+    5-10 µs of dispatch: 79 -> ~25 µs at 3,618 items. (``np.argpartition`` is
+    no help: ~50 µs for one row of 3,618.)"""
+    import torch
+
+    row = np.array(scores, dtype=np.float32).reshape(-1)  # a copy we may mask
+    if candidates is not None:
+        row[~np.asarray(candidates, dtype=bool).reshape(-1)] = -np.inf
+    if seen is not None:
+        row[seen_pairs(seen)[1]] = -np.inf
+    k_eff = min(k, row.size)
+    part = torch.topk(torch.from_numpy(row), k_eff, sorted=False).indices.numpy()
+    if k_eff:
+        cut = row[part].min()
+        # A tie straddling the cut: the lowest-indexed tied items take its slots.
+        if np.isfinite(cut) and np.count_nonzero(row >= cut) > k_eff:
+            above = part[row[part] > cut]
+            tied = np.flatnonzero(row == cut)[: k_eff - above.size]
+            part = np.concatenate((above, tied))
+    return _best_first(part[None, :], row[part][None, :], k)
 
 
 def _lowest_items_win_ties_at_the_cut(

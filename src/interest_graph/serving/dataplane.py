@@ -2,8 +2,9 @@
 
 :class:`ServiceDataPlane` answers readiness honestly (503 with no model loaded
 or while draining after SIGTERM; KServe's says ready whatever the models) and
-turns decode failures on bad input into 400s, and encodes a plain v2 REST answer
-to JSON itself (KServe's way cost more than the ranking, see :meth:`encode`).
+turns decode failures on bad input into 400s, and encodes v1 and plain v2 REST
+answers to JSON itself (KServe's way cost more than the ranking, see
+:meth:`encode`).
 :class:`LockedRepository` refuses
 load and unload (gRPC ``PERMISSION_DENIED``) unless an operator enables the
 control plane; the REST routes are refused in front of KServe
@@ -83,18 +84,24 @@ class ServiceDataPlane(DataPlane):
         headers: Mapping[str, str] | None,
         req_attributes: dict[str, Any],
     ) -> tuple[Any, dict[str, str]]:
-        """A plain v2 answer as JSON bytes; anything else the KServe way.
+        """A v1 answer and a plain v2 answer as JSON bytes; anything else the
+        KServe way.
 
         KServe's v2 REST endpoint turns an ``InferResponse`` into a dict
         (``to_rest``: every output through numpy and back), validates it into a
         pydantic ``InferenceResponse`` and lets FastAPI's ``jsonable_encoder``
         walk it value by value: 2-3× the cost of the ranking itself at k=20
-        (py-spy, 400 requests/s), and the v2 tail. Bytes from ``encode`` it sends
-        as they are. CloudEvents, binary outputs and parameters keep KServe's path.
+        (py-spy, 400 requests/s), and the v2 tail. Its v1 endpoint wraps the dict
+        in FastAPI's ``ORJSONResponse``, whose deprecation warning (filtered, but
+        raised and matched on every call) cost ~20 µs a call. Bytes from
+        ``encode`` it sends as they are. CloudEvents, binary outputs and
+        parameters keep KServe's path.
         """
+        if isinstance(response, dict) and not _cloudevent(headers):
+            return _json_body(response)
         if not _plain_json_answer(response, headers):
             return super().encode(model_name, response, headers, req_attributes)
-        body = orjson.dumps(
+        return _json_body(
             {
                 "id": response.id,
                 "model_name": response.model_name,
@@ -108,17 +115,31 @@ class ServiceDataPlane(DataPlane):
                     }
                     for output in response.outputs
                 ],
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
+            }
         )
-        # The endpoint (KServe 0.21) pops "content-type" and "content-length"
-        # from these headers with case-sensitive dict pops before copying them
-        # into the response's case-insensitive ones, so a bytes answer would go
-        # out without a content type (and chunked); capitalised keys pass the pops.
-        return body, {
-            "Content-Type": "application/json",
-            "Content-Length": str(len(body)),
-        }
+
+
+def _json_body(content: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """An answer as JSON bytes (numpy values too) and the headers to send it with."""
+    body = orjson.dumps(
+        content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    )
+    # The endpoints (KServe 0.21) pop "content-type" and "content-length" from
+    # these headers with case-sensitive dict pops before copying them into the
+    # response's case-insensitive ones, so a bytes answer would go out without a
+    # content type (and chunked); capitalised keys pass the pops.
+    return body, {"Content-Type": "application/json", "Content-Length": str(len(body))}
+
+
+def _cloudevent(headers: Mapping[str, str] | None) -> bool:
+    """The request came as a CloudEvent (binary ``ce-`` headers or structured)."""
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered.startswith("ce-") or (
+            lowered == "content-type" and "cloudevents" in value
+        ):
+            return True
+    return False
 
 
 def _plain_json_answer(response: Any, headers: Mapping[str, str] | None) -> bool:
@@ -128,14 +149,8 @@ def _plain_json_answer(response: Any, headers: Mapping[str, str] | None) -> bool
         return False
     if response.parameters or getattr(response, "_use_binary_outputs", True):
         return False
-    if getattr(response, "_requested_outputs", None):
+    if getattr(response, "_requested_outputs", None) or _cloudevent(headers):
         return False
-    for name, value in (headers or {}).items():
-        lowered = name.lower()
-        if lowered.startswith("ce-") or (
-            lowered == "content-type" and "cloudevents" in value
-        ):
-            return False
     return all(
         isinstance(o.data, list) and not o.parameters and o._raw_data is None
         for o in response.outputs

@@ -8,7 +8,8 @@
   model version, fallback); 5xx always written.
 - Prometheus metrics beside KServe's (which has per-step latency histograms
   only): requests by protocol and status, latency, fallbacks by kind, degraded,
-  model version, feature-store read latency.
+  model version, feature-store read latency, event-loop lag
+  (:func:`watch_event_loop`).
 - :func:`install_drain`: SIGTERM makes readiness 503, the server keeps answering
   for ``drain_seconds``, then uvicorn's own shutdown runs.
 """
@@ -61,6 +62,15 @@ FEATURE_READ = Histogram(
     "Feast online read per call (reads past the deadline count at the deadline).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
 )
+
+EVENT_LOOP_LAG = Histogram(
+    "recommender_event_loop_lag_seconds",
+    "How late a timer set every 0.1 s fired on the serving event loop: a time"
+    " nothing on the loop could run (a long call, the GIL held by another thread,"
+    " or the machine itself stalled).",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+LOOP_LAG_PERIOD_S = 0.1
 
 # Filled by the predictor during a call, read by the access log after it.
 call_facts: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -215,6 +225,19 @@ def record_state(model_version: str) -> None:
 
 
 _SERVED_VERSIONS: set[str] = set()
+
+
+async def watch_event_loop(period_s: float = LOOP_LAG_PERIOD_S) -> None:
+    """Observe :data:`EVENT_LOOP_LAG` every ``period_s`` until cancelled.
+
+    A sample: every stall of the loop longer than ``period_s`` is seen; a
+    shorter one when a timer falls due inside it (p ~ length / period).
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period_s
+        await asyncio.sleep(period_s)
+        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - due))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

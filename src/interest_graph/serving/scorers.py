@@ -150,7 +150,9 @@ class HybridScorer:
     def __init__(self, model: Any, table_bytes: int = HYBRID_TABLE_BYTES) -> None:
         self.model = model
         self.session = TemporalEASEScorer(model.signals.temporal_ease)
-        self.train: sp.csr_matrix = model.signals.train
+        train: sp.csr_matrix = model.signals.train
+        # Sorted rows: a user's new items are found by binary search (_new).
+        self.train = train if train.has_sorted_indices else train.sorted_indices()
         self.n_items = self.session.n_items
         n_users = int(self.train.shape[0])
         self.table: np.ndarray | None = None
@@ -162,7 +164,7 @@ class HybridScorer:
     def _new(self, user_row: int, items: np.ndarray) -> np.ndarray:
         """What the user has beyond their training row."""
         start, end = self.train.indptr[user_row], self.train.indptr[user_row + 1]
-        return np.setdiff1d(items, self.train.indices[start:end])
+        return items_beyond(self.train.indices[start:end], items)
 
     def keep(self, user_row: int, items: np.ndarray) -> bool:
         """Score and keep a known user's row for ``items`` now (at load, so their
@@ -189,6 +191,17 @@ class HybridScorer:
         if self.table is not None:
             return self.table[user_row]
         return np.asarray(self.model.score(np.array([user_row]))[0], np.float32)
+
+
+def items_beyond(trained: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``items`` not in the sorted ``trained`` (sorted, distinct): what
+    ``np.setdiff1d`` gives, by binary search at less than half its cost (24 ->
+    9.5 µs for a user's ~80 items; it runs on every known user's call)."""
+    bought = np.unique(items)
+    if not trained.size:
+        return bought
+    at = np.minimum(np.searchsorted(trained, bought), trained.size - 1)
+    return bought[trained[at] != bought]
 
 
 def user_scorer(model: Any) -> UserScorer:

@@ -13,6 +13,7 @@ encodings.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import threading
@@ -210,7 +211,12 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
     from fastapi.responses import ORJSONResponse
 
     from interest_graph.serving.limits import RequestGuard
-    from interest_graph.serving.observe import DEGRADED, AccessLog, install_drain
+    from interest_graph.serving.observe import (
+        DEGRADED,
+        AccessLog,
+        install_drain,
+        watch_event_loop,
+    )
 
     app.add_middleware(
         RequestGuard,
@@ -230,6 +236,13 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
             install_drain(app.state.service_dataplane, config.drain_seconds)
 
     app.router.on_startup.append(drain_on_sigterm)
+
+    async def watch_loop() -> None:
+        app.state.loop_watch = asyncio.get_running_loop().create_task(
+            watch_event_loop()
+        )
+
+    app.router.on_startup.append(watch_loop)
 
     async def not_valid(_: Any, exc: Exception) -> ORJSONResponse:
         errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
