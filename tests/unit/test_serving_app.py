@@ -571,7 +571,7 @@ def test_feature_store_down_is_flagged_and_reported(
     running: Running, tmp_path: Path
 ) -> None:
     from interest_graph.features import StoreProfile, apply_repo, open_store
-    from interest_graph.features.online import OnlineLookup
+    from interest_graph.serving.user_features import ServingLookup
 
     features_dir = tmp_path / "features"
     apply_repo(features_dir)
@@ -582,7 +582,7 @@ def test_feature_store_down_is_flagged_and_reported(
     predictor = running.predictor
     before = predictor.features
     predictor.features = FeastUserFeatures(
-        lambda: OnlineLookup(open_store(features_dir, profile), "serving")
+        lambda: ServingLookup(open_store(features_dir, profile))
     )
     predictor.features.warm_up()  # as serve() does before opening the ports
     try:

@@ -119,9 +119,9 @@ def test_sqlite_store_is_read_inline_and_a_write_lock_costs_one_call(
     threads: list[str] = []
     lookup = source.lookup
 
-    def traced(ids: Any) -> Any:
+    def traced(ids: Any, **options: Any) -> Any:
         threads.append(threading.current_thread().name)
-        return lookup(ids)
+        return lookup(ids, **options)
 
     source.lookup = traced  # type: ignore[method-assign]
     deadline = DeadlineLookup()
@@ -143,3 +143,58 @@ def test_sqlite_store_is_read_inline_and_a_write_lock_costs_one_call(
     finally:
         online.rollback()
         online.close()
+
+
+def test_interest_vectors_are_read_only_for_users_the_model_does_not_know(
+    tmp_path: Path, shop_store: Path, small_shop: ShopTables
+) -> None:
+    """A known user's vector is the model's own (of its version): the call
+    reads their recent items alone, one online read instead of two; a user the
+    model does not know gets the vector the pipeline pushed."""
+    from interest_graph.features.online import push_user_interests
+    from interest_graph.serving.user_features import (
+        INTEREST_VECTOR,
+        RECENT_ITEMS,
+        ServingLookup,
+    )
+
+    recent = pd.read_parquet(shop_store / "user_recent_items.parquet")
+    known = str(recent.user_id.iloc[0])
+    model = _buyer_model(tmp_path / "model", small_shop, known, [])
+    stranger = "pushed-but-not-trained"
+    push_user_interests(
+        open_store(shop_store),
+        pd.DataFrame(
+            {
+                "user_id": [known, stranger],
+                "interest_vector": [np.ones(16, np.float32)] * 2,
+                "top_interests": ['["toys"]'] * 2,
+                "event_timestamp": [pd.Timestamp.now(tz="UTC")] * 2,
+            }
+        ),
+        to="online",
+    )
+    lookup = ServingLookup(open_store(shop_store))
+    (both,) = lookup.users([known])
+    (recent_only,) = lookup.users([known], interests=False)
+    assert len(both["features"][INTEREST_VECTOR]) == 16
+    assert INTEREST_VECTOR not in recent_only["features"]
+    assert recent_only["features"][RECENT_ITEMS] == both["features"][RECENT_ITEMS]
+
+    predictor = _predictor(tmp_path, model, shop_store, feast=True)
+    asked: list[bool] = []
+    read = predictor.features.lookup
+
+    def traced(ids: Any, *, interests: bool = True) -> Any:
+        asked.append(interests)
+        return read(ids, interests=interests)
+
+    predictor.features.lookup = traced
+    known_call = predictor.preprocess({"instances": [{"user_id": known}]})
+    stranger_call = predictor.preprocess({"instances": [{"user_id": stranger}]})
+    assert asked == [False, True]
+    assert known_call.requests[0].features.history
+    assert known_call.requests[0].features.interest_vector is None
+    assert stranger_call.requests[0].features.interest_vector is not None
+    answer = predictor.postprocess(predictor.predict(stranger_call))
+    assert answer["predictions"][0]["fallback"] is None  # ranked by its vector

@@ -221,7 +221,9 @@ def test_transformer_and_predictor_answer_like_one_process(
     class StoreWithHistory:
         status = "ok"
 
-        def lookup(self, user_ids: list[str]) -> list[UserFeatures]:
+        def lookup(
+            self, user_ids: list[str], *, interests: bool = True
+        ) -> list[UserFeatures]:
             return [UserFeatures(history=tuple(history), status="ok")] * len(user_ids)
 
     local = _predictor(serving)

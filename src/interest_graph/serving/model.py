@@ -111,6 +111,12 @@ class ServingModel:
     trained: sp.csr_matrix | None = None
     scorer: UserScorer | None = None
 
+    def needs_interests(self, user_ids: Sequence[str]) -> bool:
+        """Whether any of these users needs the feature store's interest vector:
+        only a vector model's user it does not know (a scorer ranks from items,
+        and a known user's vector is the model's own, of its version)."""
+        return self.scorer is None and any(u not in self.user_rows for u in user_ids)
+
     def recommend(
         self,
         requests: Sequence[RecommendationRequest],

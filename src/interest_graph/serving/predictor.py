@@ -100,15 +100,20 @@ class RecommenderModel(Model):
         # Every check runs before the feature store is asked: bad input never
         # reaches a dependency, so it cannot start the store's cool-down.
         call = parse_call(body, headers, self.config)
-        missing = [r for r in call.requests if r.features is None]
+        missing = [r.user_id for r in call.requests if r.features is None]
         if missing:
             found = await self.deadline.lookup(
                 self.features,
-                [r.user_id for r in missing],
+                missing,
                 self.config.feature_timeout_ms / 1000,
+                interests=self._needs_interests(missing),
             )
             _fill_features(call, iter(found))
         return await super().__call__(call, headers, verb)
+
+    def _needs_interests(self, user_ids: list[str]) -> bool:
+        serving = self.serving
+        return serving is None or serving.needs_interests(user_ids)
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Call:
         """The parsed call (as :meth:`__call__` made it), or parse and look up
@@ -116,11 +121,12 @@ class RecommenderModel(Model):
         if isinstance(payload, Call):
             return payload
         call = parse_call(payload, headers, self.config)
-        missing = [r for r in call.requests if r.features is None]
+        missing = [r.user_id for r in call.requests if r.features is None]
         if missing:
-            _fill_features(
-                call, iter(self.features.lookup([r.user_id for r in missing]))
+            found = self.features.lookup(
+                missing, interests=self._needs_interests(missing)
             )
+            _fill_features(call, iter(found))
         return call
 
     def predict(self, call: Call, headers: dict[str, str] | None = None) -> Call:

@@ -105,7 +105,7 @@ def build_service(settings: Settings) -> Service:
         started = time.perf_counter()
         scored = serving.warm(
             lambda users: within_deadline(
-                lambda: features.lookup(users),
+                lambda: features.lookup(users, interests=False),
                 config.item_statistics_timeout_s,
                 "purchases since training",
             )

@@ -25,8 +25,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,8 +56,12 @@ class UserFeatureSource(Protocol):
 
     status: str
 
-    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
-        """Features per user id, in order; never raises for a store outage."""
+    def lookup(
+        self, user_ids: Sequence[str], *, interests: bool = True
+    ) -> list[UserFeatures]:
+        """Features per user id, in order; never raises for a store outage.
+        ``interests=False``: the caller needs no interest vectors (its model has
+        the users' own), so the store skips that view."""
         ...
 
 
@@ -65,7 +70,9 @@ class NoUserFeatures:
 
     status = "off"
 
-    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
+    def lookup(
+        self, user_ids: Sequence[str], *, interests: bool = True
+    ) -> list[UserFeatures]:
         return [NO_FEATURES] * len(user_ids)
 
 
@@ -94,14 +101,19 @@ class ServingLookup:
         if self.inline:
             _tune_sqlite(store, busy_timeout_ms)
 
-    def users(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``."""
+    def users(
+        self, ids: Sequence[str], *, interests: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows shaped like ``OnlineLookup.users``: ``{"features": {...}}``;
+        without ``interests``, the recent items alone (one read, not two)."""
         keys = self._interests.keys(ids)  # one user entity: the same keys
-        interests = self._interests.read(ids, keys)
+        vectors: list[dict[str, Any] | None] = (
+            self._interests.read(ids, keys) if interests else [None] * len(ids)
+        )
         recent = self._recent.read(ids, keys)
         return [
             {"features": {**(a or {}), **(b or {})}}
-            for a, b in zip(interests, recent, strict=True)
+            for a, b in zip(vectors, recent, strict=True)
         ]
 
     def items(self, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -167,7 +179,9 @@ class FeastUserFeatures:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._skip_until = time.monotonic() + self._retry_seconds
 
-    def lookup(self, user_ids: Sequence[str]) -> list[UserFeatures]:
+    def lookup(
+        self, user_ids: Sequence[str], *, interests: bool = True
+    ) -> list[UserFeatures]:
         down = [UserFeatures(status="unavailable")] * len(user_ids)
         if self.status == "unavailable" and time.monotonic() < self._skip_until:
             return down
@@ -175,7 +189,7 @@ class FeastUserFeatures:
         if lookup is None:
             return down
         try:
-            rows = lookup.users(list(user_ids))
+            rows = lookup.users(list(user_ids), interests=interests)
         except UnicodeError as exc:
             # The ids could not be encoded for the store: the call's own fault (the
             # request checks should have refused it), so no cool-down for others.
@@ -237,16 +251,22 @@ class DeadlineLookup:
         self.last_seconds: float | None = None
 
     async def lookup(
-        self, source: UserFeatureSource, user_ids: Sequence[str], seconds: float
+        self,
+        source: UserFeatureSource,
+        user_ids: Sequence[str],
+        seconds: float,
+        *,
+        interests: bool = True,
     ) -> list[UserFeatures]:
-        """``source.lookup(user_ids)`` within ``seconds``, else unavailable; an
-        inline source (embedded sqlite) is read here, a read over ``seconds``
-        counting as slow."""
+        """``source.lookup(user_ids, interests=...)`` within ``seconds``, else
+        unavailable; an inline source (embedded sqlite) is read here, a read over
+        ``seconds`` counting as slow."""
+        read = partial(source.lookup, interests=interests)
         skipping = getattr(source, "skipping", None)
         if source.status == "off" or (skipping is not None and skipping()):
-            return source.lookup(user_ids)  # answers without touching a store
+            return read(user_ids)  # answers without touching a store
         if getattr(source, "inline", False):
-            return self._inline(source, user_ids, seconds)
+            return self._inline(source, read, user_ids, seconds)
         down = [UserFeatures(status="unavailable")] * len(user_ids)
         with self._lock:
             if self._busy >= self._threads:
@@ -259,7 +279,7 @@ class DeadlineLookup:
             return down
         started = time.perf_counter()
         future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._read, source, list(user_ids)
+            self._executor, self._read, read, list(user_ids)
         )
         try:
             found = await asyncio.wait_for(future, seconds)
@@ -278,12 +298,16 @@ class DeadlineLookup:
         return found
 
     def _inline(
-        self, source: UserFeatureSource, user_ids: Sequence[str], seconds: float
+        self,
+        source: UserFeatureSource,
+        read: Callable[[Sequence[str]], list[UserFeatures]],
+        user_ids: Sequence[str],
+        seconds: float,
     ) -> list[UserFeatures]:
         """The read on this thread; its features are kept even when it was slow
         (the time is spent), but slow reads in a row trip the cool-down."""
         started = time.perf_counter()
-        found = source.lookup(user_ids)
+        found = read(user_ids)
         took = time.perf_counter() - started
         self.last_seconds = took
         FEATURE_READ.observe(took)
@@ -305,10 +329,10 @@ class DeadlineLookup:
             _count_failure(source, exc)
 
     def _read(
-        self, source: UserFeatureSource, user_ids: list[str]
+        self, read: Callable[[Sequence[str]], list[UserFeatures]], user_ids: list[str]
     ) -> list[UserFeatures]:
         try:
-            return source.lookup(user_ids)
+            return read(user_ids)
         finally:
             with self._lock:
                 self._busy -= 1
