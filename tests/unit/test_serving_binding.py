@@ -63,3 +63,39 @@ def test_the_service_listens_on_loopback_by_default(
         ("127.0.0.1", service.http_port),
         ("127.0.0.1", service.grpc_port),
     }
+    # The process serves on uvloop (serving.server.use_uvloop): REST and gRPC
+    # answer, alike.
+    from interest_graph.serving.client import RecommenderClient
+
+    answers = [
+        RecommenderClient(address, protocol=protocol).recommend("U1", k=2)
+        for address, protocol in (
+            (service.base, "v1"),
+            (f"127.0.0.1:{service.grpc_port}", "grpc"),
+        )
+    ]
+    assert [i["item_id"] for i in answers[0]["items"]] == [
+        i["item_id"] for i in answers[1]["items"]
+    ]
+    assert len(answers[0]["items"]) == 2
+
+
+def test_the_server_loop_is_uvloop() -> None:
+    """KServe runs its servers under asyncio.run(), where its "auto" (uvloop)
+    setting never applies; serve() installs uvloop's policy first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from interest_graph.serving.server import use_uvloop\n"
+        "use_uvloop()\n"
+        "asyncio.get_event_loop()  # what KServe's setup_event_loop() asks for\n"
+        "async def kind():\n"
+        "    return type(asyncio.get_running_loop()).__module__\n"
+        "print(asyncio.run(kind()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().startswith("uvloop"), done.stdout

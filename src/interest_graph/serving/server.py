@@ -325,7 +325,26 @@ def serve(settings: Settings) -> None:
     configure_logging(config.log_format)
     if service.reloader is not None:
         service.reloader.start()
+    use_uvloop()
     server.start([service.predictor])
+
+
+def use_uvloop() -> None:
+    """Run the server's event loop on uvloop where it is installed.
+
+    KServe 0.21 documents ``event_loop="auto"`` as "uvloop if available", but
+    ``ModelServer.start`` runs its servers under ``asyncio.run`` and hands the
+    setting to ``uvicorn.Config``, which applies it only when uvicorn runs the
+    loop itself: the server always ran on the pure-Python asyncio loop.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # KServe's setup_event_loop() asks for the current loop before asyncio.run()
+    # makes the one that runs; uvloop's policy has none until one is set.
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def serve_transformer(
@@ -359,6 +378,7 @@ def serve_transformer(
     secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
     configure_logging(config.log_format)
+    use_uvloop()
     server.start([transformer])
 
 
