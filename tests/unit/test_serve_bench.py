@@ -280,3 +280,17 @@ def test_machine_stalls_summed_in_ms() -> None:
         "duration_s": 10.0,
     }
     assert stalls.summary([], 0.0, 1.0)["max_ms"] == 0.0
+
+
+def test_the_generator_collects_no_garbage_while_it_measures() -> None:
+    import gc
+
+    with load.no_collections(), load.GcPauses() as inside:
+        for _ in range(50_000):  # cycles: enough to start several passes
+            cycle: list[Any] = []
+            cycle.append(cycle)
+    assert inside.summary()["passes"] == 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with load.GcPauses() as outside:
+        gc.collect()
+    assert outside.summary()["passes"] == 1
