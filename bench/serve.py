@@ -419,15 +419,7 @@ class Bench:
                 "floor_warmup", "floor", ports.base, users, rate=RATE, duration=warmup
             )
             self.point("floor", "floor", ports.base, users, rate=RATE, duration=other)
-            self.point(
-                "floor_closed_loop",
-                "floor",
-                ports.base,
-                users,
-                rate=RATE,
-                duration=self.durations.closed,
-                closed=CLOSED_WORKERS,
-            )
+            self.closed_loop("floor_closed_loop", "floor", ports.base, users)
         with recommender(model, self.placement, self.feast, self.server) as running:
             ports = running.ports
             grpc_url = f"127.0.0.1:{ports.grpc}"
@@ -436,18 +428,22 @@ class Bench:
             self.point("v1", "v1", ports.base, users, rate=RATE, duration=headline)
             self.point("v2", "v2", ports.base, users, rate=RATE, duration=other)
             self.point("grpc", "grpc", grpc_url, users, rate=RATE, duration=other)
-            self.point(
-                "closed_loop",
-                "v1",
-                ports.base,
-                users,
-                rate=RATE,
-                duration=self.durations.closed,
-                closed=CLOSED_WORKERS,
-            )
+            self.closed_loop("closed_loop", "v1", ports.base, users)
             self.rate_steps(ports.base, users)
             self.results["server_status"] = server_status(ports.base)
         self.results["inference_log_bytes"] = log_size(inference_log_of(model))
+
+    def closed_loop(self, name: str, protocol: str, url: str, users: Path) -> None:
+        """``CLOSED_WORKERS`` concurrent clients for the maximum throughput."""
+        self.point(
+            name,
+            protocol,
+            url,
+            users,
+            rate=RATE,
+            duration=self.durations.closed,
+            closed=CLOSED_WORKERS,
+        )
 
     def rate_steps(self, base: str, users: Path) -> None:
         """Open-loop v1 at rising rates until p99 passes 15 ms or calls fail."""
