@@ -474,7 +474,10 @@ class ServingConfig(BaseModel):
         "(what they already have) and that counts popularity.",
     )
     workers: int = Field(
-        1, ge=1, description="REST worker processes; only 1 (scale with replicas)."
+        1,
+        ge=1,
+        description="Serving processes on the same ports (SO_REUSEPORT), each a "
+        "whole model server on one event loop: about one per core of the pod.",
     )
     switch_interval_ms: float = Field(
         0.5,

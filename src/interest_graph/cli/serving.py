@@ -45,7 +45,10 @@ def serve_command(
         bool, typer.Option("--no-inference-log", help="Write no inference log.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="REST worker processes (only 1 for now).")
+        int | None,
+        typer.Option(
+            min=1, help="Serving processes on the same ports, ~one per core (1)."
+        ),
     ] = None,
     index: Annotated[
         str | None, typer.Option(help="auto | exact | faiss-ivf | faiss-hnsw (auto).")

@@ -24,7 +24,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -51,11 +51,23 @@ FALLBACKS = Counter(
     "Users answered with a fallback, by kind (the answer's fallback field).",
     ["kind"],
 )
+# The multiprocess modes apply with serving.workers > 1 (serving/workers.py):
+# what /metrics shows is then the workers' maximum or sum.
 DEGRADED = Gauge(
-    "recommender_degraded", "1 while the feature store is unavailable, else 0."
+    "recommender_degraded",
+    "1 while the feature store is unavailable (to any worker), else 0.",
+    multiprocess_mode="livemax",
 )
 MODEL_VERSION = Gauge(
-    "recommender_model_version_info", "1 for the model version served.", ["version"]
+    "recommender_model_version_info",
+    "1 for a model version served (by any worker).",
+    ["version"],
+    multiprocess_mode="livemax",
+)
+WORKERS_READY = Gauge(
+    "recommender_workers_ready",
+    "Serving processes with a model loaded and listening (serving.workers).",
+    multiprocess_mode="livesum",
 )
 FEATURE_READ = Histogram(
     "recommender_feature_store_read_seconds",
@@ -225,6 +237,32 @@ def record_state(model_version: str) -> None:
 
 
 _SERVED_VERSIONS: set[str] = set()
+
+
+def add_shared_metrics_route(app: Any, folder: str) -> None:
+    """``GET /metrics`` adding up every worker's metrics in ``folder``; added
+    before KServe's own ``/metrics`` (this process's registry only), it wins."""
+    from fastapi import Response
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)
+
+    async def every_worker() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", every_worker, methods=["GET"])
+
+
+async def publish_degraded(
+    degraded: Callable[[], bool], period_s: float = LOOP_LAG_PERIOD_S
+) -> None:
+    """Set :data:`DEGRADED` every ``period_s`` until cancelled: in multiprocess
+    mode a gauge's function is not seen by the other workers' ``/metrics``."""
+    while True:
+        DEGRADED.set(float(degraded()))
+        await asyncio.sleep(period_s)
 
 
 async def watch_event_loop(period_s: float = LOOP_LAG_PERIOD_S) -> None:

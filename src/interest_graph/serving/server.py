@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import threading
 import time
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from interest_graph.config import ServingConfig, Settings
-from interest_graph.errors import ConfigError
 from interest_graph.locations import inference_log_path
 from interest_graph.logs import get_logger
 from interest_graph.serving import MODEL_NAME
@@ -202,8 +202,14 @@ def registry_source(
     return current, load_version
 
 
-def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
-    """Add the request guard, 400 handlers and the status route to KServe's app."""
+def harden_app(
+    app: Any,
+    service: Service,
+    config: ServingConfig,
+    shared_metrics: str | None = None,
+) -> None:
+    """Add the request guard, 400 handlers and the status route to KServe's app;
+    ``shared_metrics``: the folder of every worker's metrics, for a worker."""
     if getattr(app.state, _HARDENED, False):
         app.state.service = service
         return
@@ -213,8 +219,11 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
     from interest_graph.serving.limits import RequestGuard
     from interest_graph.serving.observe import (
         DEGRADED,
+        WORKERS_READY,
         AccessLog,
+        add_shared_metrics_route,
         install_drain,
+        publish_degraded,
         watch_event_loop,
     )
 
@@ -227,7 +236,14 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
     )
     app.add_middleware(AccessLog, sample_rate=config.access_log_sample_rate)
     app.state.service = service
-    DEGRADED.set_function(lambda: float(app.state.service.predictor.degraded()))
+
+    def degraded() -> bool:
+        return bool(app.state.service.predictor.degraded())
+
+    if shared_metrics is None:
+        DEGRADED.set_function(lambda: float(degraded()))
+    else:
+        add_shared_metrics_route(app, shared_metrics)
 
     async def drain_on_sigterm() -> None:
         # At startup uvicorn has installed its signal handlers: this one wraps
@@ -238,9 +254,11 @@ def harden_app(app: Any, service: Service, config: ServingConfig) -> None:
     app.router.on_startup.append(drain_on_sigterm)
 
     async def watch_loop() -> None:
-        app.state.loop_watch = asyncio.get_running_loop().create_task(
-            watch_event_loop()
-        )
+        loop = asyncio.get_running_loop()
+        app.state.loop_watch = loop.create_task(watch_event_loop())
+        if shared_metrics is not None:
+            app.state.degraded_watch = loop.create_task(publish_degraded(degraded))
+        WORKERS_READY.set(1)
 
     app.router.on_startup.append(watch_loop)
 
@@ -287,20 +305,21 @@ def secure_server(server: Any, config: ServingConfig) -> Any:
     return dataplane
 
 
-def serve(settings: Settings) -> None:
-    """Load the model and run REST (v1, v2) and gRPC v2 in the foreground."""
+def serve(settings: Settings, *, shared_ports: bool = False) -> None:
+    """Load the model and run REST (v1, v2) and gRPC v2 in the foreground; with
+    ``serving.workers`` > 1, supervise that many such processes instead
+    (:mod:`interest_graph.serving.workers`).
+
+    Args:
+        shared_ports: listen with ``SO_REUSEPORT`` beside sibling workers.
+    """
     from interest_graph.serving.binding import BoundModelServer
     from interest_graph.serving.kserve_compat import model_server
+    from interest_graph.serving.workers import METRICS_ENV, serve_workers
 
     config = settings.serving
-    if config.workers != 1:
-        # KServe pickles models into spawned REST workers; ours hold threads and
-        # stores, and a worker rebuilt from settings outlived KServe's liveness
-        # ping while loading. Scale with replicas (one worker per pod) instead.
-        raise ConfigError(
-            f"serving.workers={config.workers}: only 1 REST worker per process is "
-            "supported; run more replicas (KServe) or processes instead"
-        )
+    if config.workers > 1 and not shared_ports:
+        sys.exit(serve_workers(settings))
     prepare_process(config)
     service = build_service(settings)
     service.predictor.load()
@@ -311,14 +330,16 @@ def serve(settings: Settings) -> None:
     # garbage collector from scanning them on every collection (tail latency).
     gc.collect()
     gc.freeze()
-    harden_app(model_server.app, service, config)
+    # A worker's metrics go to the supervisor's folder (serving/workers.py).
+    shared_metrics = os.environ.get(METRICS_ENV) if shared_ports else None
+    harden_app(model_server.app, service, config, shared_metrics)
     server = BoundModelServer(
         host=config.host,
         http_port=config.http_port,
         grpc_port=config.grpc_port,
-        workers=config.workers,
         enable_grpc=True,
         enable_latency_logging=False,
+        shared_ports=shared_ports,
     )
     secure_server(server, config)
     quiet_per_request_logs()  # after ModelServer(): it configures logging
