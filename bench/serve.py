@@ -18,6 +18,9 @@ hidden by the generator waiting for it):
   the same against the floor, ``floor_max_rps``: what this machine gives a bare
   endpoint with the generator beside it), and open-loop v1 steps (400, 800,
   1200, 1600/s) for the highest rate whose p99 stays within 15 ms;
+* ``workers``: the closed loop and the rate steps again on a server of
+  ``WORKERS`` (2) processes (``serving.workers``: whole model servers sharing
+  the ports), after every worker is ready and a warm-up (``workers_warmup``);
 * ``machine_stalls`` in every point: a process beside the run that only sleeps
   1 ms at a time counts the wake-ups it got more than 10 ms late (the machine
   stopped everyone: hypervisor steal, kernel), and ``server_loop_lag`` for the
@@ -57,11 +60,12 @@ JSON as ``floor_warmup`` and ``v1_warmup`` but not scored against a target.
 
 The last line printed is one JSON object: ``v1``, ``v2``, ``grpc``, ``floor``
 (rate, p50_ms, p99_ms, rps, errors, sent_rate, behind...), ``p99_ratio_to_floor``,
-``catalog_100k``, ``max_rps``, ``rate_steps``, ``hung_store``, ``drain``,
-``log_bytes_per_call``, ``ann_recall``, ``hybrid``, ``targets``, ``feast``,
-``machine``, ``duration_s``. ``--points`` runs only some groups (``online_retail``,
-``hung_store``, ``drain``, ``catalog_100k``, ``hybrid``); the JSON then holds
-what ran, and ``targets`` only the targets those points measure.
+``catalog_100k``, ``max_rps``, ``rate_steps``, ``workers``, ``hung_store``,
+``drain``, ``log_bytes_per_call``, ``ann_recall``, ``hybrid``, ``targets``,
+``feast``, ``machine``, ``duration_s``. ``--points`` runs only some groups
+(``online_retail``, ``workers``, ``hung_store``, ``drain``, ``catalog_100k``,
+``hybrid``); the JSON then holds what ran, and ``targets`` only the targets those
+points measure (the rate target for one process, and ``..._with_2_workers``).
 """
 
 from __future__ import annotations
