@@ -472,19 +472,18 @@ class Bench:
             self.rate_steps(base, users, name="rate_steps_workers")
 
     def rate_steps(self, base: str, users: Path, name: str = "rate_steps") -> None:
-        """Open-loop v1 at rising rates until p99 passes 15 ms or calls fail."""
+        """Open-loop v1 at rising rates until p99 passes 15 ms or calls fail
+        (each step a point: with the machine's stalls and the loop's lag)."""
         steps = []
         for rate in RATE_STEPS:
-            result = procs.run_load(
+            result = self.point(
+                f"{name}_{rate:.0f}",
                 "v1",
                 base,
                 users,
-                k=K,
                 rate=rate,
                 duration=self.durations.step,
-                cpus=self.placement.generator,
             )
-            say(f"step {rate:.0f}/s: {json.dumps(result)}")
             steps.append(result)
             if not _held(result, TARGETS["step_p99_ms"]):
                 break
