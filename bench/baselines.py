@@ -14,6 +14,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,7 +29,8 @@ from interest_graph.stages import evaluate_on_split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # protocol -> (source below the data folder, [(label, model, ease lambda)])
-PLAN = {
+# protocol -> (data file, [(label, model, EASE lambda or None)])
+PLAN: dict[str, tuple[str, list[tuple[str, str, float | None]]]] = {
     "online-retail-temporal": (
         "online_retail/Online_Retail.parquet",
         [
@@ -57,7 +59,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
 
-    results: dict[str, dict] = {}
+    results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     worst = 0.0
     for protocol, (source, models) in PLAN.items():

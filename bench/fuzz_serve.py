@@ -176,10 +176,10 @@ def _splice(value: Any, rng: random.Random) -> Any:
             copy[key] = _splice(copy[key], rng)
         return copy
     if isinstance(value, list) and value:
-        copy = list(value)
-        index = rng.randrange(len(copy))
-        copy[index] = _splice(copy[index], rng)
-        return copy
+        spliced = list(value)
+        index = rng.randrange(len(spliced))
+        spliced[index] = _splice(spliced[index], rng)
+        return spliced
     return rng.choice(HOSTILE)
 
 
@@ -310,12 +310,12 @@ def run_mutations(http: str, grpc_target: str, count: int, seed: int) -> dict[st
                     client.post(path, content=body, headers=headers).status_code
                 )
             except httpx.HTTPError as exc:
-                status, error = "no-answer", f"{type(exc).__name__}: {exc}"
+                status, problem = "no-answer", f"{type(exc).__name__}: {exc}"
             else:
-                error = ""
+                problem = ""
             statuses[f"http:{status}"] += 1
             if not status.startswith(("2", "4")) and len(examples) < 10:
-                examples.append(f"{status} {path} {body[:300]!r} {error}")
+                examples.append(f"{status} {path} {body[:300]!r} {problem}")
     return {
         "requests": count,
         "grpc_calls": sum(n for s, n in statuses.items() if s.startswith("grpc:")),

@@ -115,7 +115,7 @@ def _step_shift(data: Path, items: pd.DataFrame, seed: int, share: float) -> Non
     category = items.set_index("item_id")["category"]
     cats = sorted(category.unique())
     following = {c: cats[(i + 1) % len(cats)] for i, c in enumerate(cats)}
-    by_category = {c: g.to_numpy() for c, g in category.index.groupby(category).items()}
+    by_category = {c: g.index.to_numpy() for c, g in category.groupby(category)}
     rng = np.random.default_rng(seed + 1)
     after = events["timestamp"] >= START + pd.Timedelta(days=SHIFT_DAY)
     moved = after & (rng.random(len(events)) < share)

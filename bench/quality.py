@@ -106,7 +106,7 @@ def hyperparameters_of(model: Any) -> dict[str, Any]:
         value = getattr(model, name, None)
         if callable(value):
             return dict(value())
-        if hasattr(value, "model_dump"):
+        if value is not None and hasattr(value, "model_dump"):
             return dict(value.model_dump(mode="json", exclude={"checkpoint_dir"}))
     return {}
 

@@ -121,9 +121,7 @@ def test_two_workers_share_the_ports_add_up_their_metrics_and_drain(
         # net_connections since psutil 6, connections before.
         sockets = getattr(worker, "net_connections", worker.connections)
         listening = {
-            c.laddr.port
-            for c in sockets(kind="inet")
-            if c.status == psutil.CONN_LISTEN
+            c.laddr.port for c in sockets(kind="inet") if c.status == psutil.CONN_LISTEN
         }
         assert listening == {service.http_port, service.grpc_port}
     # A new connection per call: the kernel spreads them over both workers.

@@ -143,7 +143,9 @@ def _supervise(children: list[subprocess.Popen[bytes]], metrics: Path) -> int:
         for child in [c for c in running if c.poll() is not None]:
             running.remove(child)
             multiprocess.mark_process_dead(child.pid, str(metrics))
-            if stopping and child.returncode == 0:
+            # A worker still loading when the signal came dies of it (KServe's
+            # handlers are not installed yet): a clean stop too.
+            if stopping and child.returncode in (0, -signal.SIGTERM):
                 continue
             failed = True
             log.error(
