@@ -92,6 +92,7 @@ def serve_workers(settings: Settings) -> int:
     shutil.rmtree(folder, ignore_errors=True)
     metrics = folder / "metrics"
     metrics.mkdir(parents=True)
+    folder.chmod(0o700)  # the settings files may hold the registry's credentials
     children: list[subprocess.Popen[bytes]] = []
     try:
         for worker in range(count):
