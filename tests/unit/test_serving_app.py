@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serving_support import metric_samples
 
 from interest_graph.config import ServingConfig
 from interest_graph.models.artifact import ModelArtifact
@@ -976,19 +977,10 @@ def test_a_slow_body_is_cut_off_and_big_headers_refused(running: Running) -> Non
     assert response.status_code == 431, response.text
 
 
-def _samples(metrics: str) -> dict[str, float]:
-    """Prometheus text as {name{labels}: value}."""
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line and not line.startswith("#")
-    }
-
-
 def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
     assert _v1(running, {"instances": [{"user_id": "stranger"}]}).status_code == 200
     assert _v1(running, {"instances": [{"user_id": 5}]}).status_code == 400
-    samples = _samples(httpx.get(f"{running.http}/metrics").text)
+    samples = metric_samples(httpx.get(f"{running.http}/metrics").text)
     assert samples['recommender_requests_total{protocol="v1",status="200"}'] >= 1
     assert samples['recommender_requests_total{protocol="v1",status="400"}'] >= 1
     assert (
@@ -1002,7 +994,7 @@ def test_metrics_count_requests_fallbacks_and_state(running: Running) -> None:
     while "recommender_event_loop_lag_seconds_count" not in samples:
         assert time.monotonic() < deadline, "no event-loop lag samples"
         time.sleep(0.2)
-        samples = _samples(httpx.get(f"{running.http}/metrics").text)
+        samples = metric_samples(httpx.get(f"{running.http}/metrics").text)
     assert samples["recommender_event_loop_lag_seconds_count"] >= 1
 
 

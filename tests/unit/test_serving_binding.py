@@ -7,11 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import pytest
+from serving_support import random_model
 
-from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.binding import grpc_address
 
 
@@ -32,17 +31,7 @@ def test_grpc_addresses(host: str, address: str) -> None:
 def test_the_service_listens_on_loopback_by_default(
     tmp_path: Path, start_service: Callable[[dict[str, Any]], Any]
 ) -> None:
-    rng = np.random.default_rng(0)
-    model = ModelArtifact(
-        model="lightgcn",
-        config={"protocol": "hand-made"},
-        user_ids=np.array(["U0", "U1"], dtype=object),
-        item_ids=np.array(["I0", "I1", "I2"], dtype=object),
-        tensors={
-            "user_vectors": rng.normal(size=(2, 4)).astype(np.float32),
-            "item_vectors": rng.normal(size=(3, 4)).astype(np.float32),
-        },
-    ).save(tmp_path / "model")
+    model = random_model(tmp_path / "model", users=2, items=3)
     service = start_service(
         {
             "model_uri": str(model),

@@ -11,26 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-
-from interest_graph.models.artifact import ModelArtifact
+from serving_support import random_model
 
 DRAIN_SECONDS = 3.0
-
-
-def _model(folder: Path) -> Path:
-    rng = np.random.default_rng(0)
-    ModelArtifact(
-        model="lightgcn",
-        config={"protocol": "hand-made"},
-        user_ids=np.array([f"U{i}" for i in range(10)], dtype=object),
-        item_ids=np.array([f"I{i}" for i in range(30)], dtype=object),
-        tensors={
-            "user_vectors": rng.normal(size=(10, 4)).astype(np.float32),
-            "item_vectors": rng.normal(size=(30, 4)).astype(np.float32),
-        },
-    ).save(folder)
-    return folder
 
 
 def test_sigterm_drains_then_exits(
@@ -38,7 +21,7 @@ def test_sigterm_drains_then_exits(
 ) -> None:
     service = start_service(
         {
-            "model_uri": str(_model(tmp_path / "model")),
+            "model_uri": str(random_model(tmp_path / "model", users=10, items=30)),
             "feast": False,
             "inference_log_enabled": False,
             "reload_seconds": 0,

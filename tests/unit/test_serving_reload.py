@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from serving_support import random_model
 
 from interest_graph.config import RegistryConfig, ServingConfig, Settings
 from interest_graph.models.artifact import ModelArtifact
@@ -15,22 +16,6 @@ from interest_graph.serving.inference_log import InferenceLog
 from interest_graph.serving.kserve_compat import InferInput, InferRequest, InvalidInput
 from interest_graph.serving.requests import parse_v1, parse_v2
 from interest_graph.serving.server import build_service
-
-
-def _artifact(folder: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    ModelArtifact(
-        model="lightgcn",
-        config={"protocol": "hand-made"},
-        user_ids=np.array([f"U{i}" for i in range(12)], dtype=object),
-        item_ids=np.array([f"I{i}" for i in range(40)], dtype=object),
-        tensors={
-            "user_vectors": rng.normal(size=(12, 4)).astype(np.float32),
-            "item_vectors": rng.normal(size=(40, 4)).astype(np.float32),
-        },
-        item_titles=np.array([f"thing {i}" for i in range(40)], dtype=object),
-    ).save(folder)
-    return folder
 
 
 def test_hot_reload_follows_the_champion_alias_in_mlflow(tmp_path: Path) -> None:
@@ -48,7 +33,10 @@ def test_hot_reload_follows_the_champion_alias_in_mlflow(tmp_path: Path) -> None
     )
     metrics = {"hand-made": {"ndcg@20": 0.1}}
     first = register(
-        _artifact(tmp_path / "a", 0), metrics, settings, protocol="hand-made"
+        random_model(tmp_path / "a", users=12, items=40, seed=0, titles=True),
+        metrics,
+        settings,
+        protocol="hand-made",
     )
     promote(settings, first.version, force=True)
     service = build_service(settings)
@@ -60,7 +48,10 @@ def test_hot_reload_follows_the_champion_alias_in_mlflow(tmp_path: Path) -> None
 
     better = {"hand-made": {"ndcg@20": 0.2}}
     second = register(
-        _artifact(tmp_path / "b", 1), better, settings, protocol="hand-made"
+        random_model(tmp_path / "b", users=12, items=40, seed=1, titles=True),
+        better,
+        settings,
+        protocol="hand-made",
     )
     promote(settings, second.version)
     assert service.reloader.check()

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 import pytest
+from serving_support import metric_samples, random_model
 
 from interest_graph.config import Settings
-from interest_graph.models.artifact import ModelArtifact
 from interest_graph.serving.binding import without_timing
 from interest_graph.serving.workers import (
     worker_environment,
@@ -24,28 +23,31 @@ from interest_graph.serving.workers import (
 )
 
 
-def _model(folder: Path) -> Path:
-    rng = np.random.default_rng(0)
-    return ModelArtifact(
-        model="lightgcn",
-        config={"protocol": "hand-made"},
-        user_ids=np.array([f"U{i}" for i in range(8)], dtype=object),
-        item_ids=np.array([f"I{i}" for i in range(12)], dtype=object),
-        tensors={
-            "user_vectors": rng.normal(size=(8, 4)).astype(np.float32),
-            "item_vectors": rng.normal(size=(12, 4)).astype(np.float32),
-        },
-    ).save(folder)
+def _metric(base: str, name: str) -> float:
+    return metric_samples(httpx.get(f"{base}/metrics", timeout=5).text)[name]
 
 
-def _metric(base: str, name: str, labels: str = "") -> float:
-    text = httpx.get(f"{base}/metrics", timeout=5).text
-    values = [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{labels}{{")
-    ]
-    return sum(values)
+def _two_workers(
+    start_service: Callable[[dict[str, Any]], Any],
+    folder: Path,
+    serving: dict[str, Any],
+) -> Any:
+    """The service with two workers on a small model, once both are ready."""
+    service = start_service(
+        {
+            "model_uri": str(random_model(folder / "model", users=8, items=12)),
+            "feast": False,
+            "reload_seconds": 0,
+            "workers": 2,
+            **serving,
+        }
+    )
+    _until(
+        lambda: _metric(service.base, "recommender_workers_ready") == 2,
+        60,
+        "the second worker did not become ready",
+    )
+    return service
 
 
 def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -99,20 +101,10 @@ def test_kserves_timing_middleware_is_taken_out_and_the_rest_kept() -> None:
 def test_two_workers_share_the_ports_add_up_their_metrics_and_drain(
     tmp_path: Path, start_service: Callable[[dict[str, Any]], Any]
 ) -> None:
-    service = start_service(
-        {
-            "model_uri": str(_model(tmp_path / "model")),
-            "feast": False,
-            "reload_seconds": 0,
-            "workers": 2,
-            "drain_seconds": 1.0,
-            "inference_log_sample_rate": 1.0,
-        }
-    )
-    _until(
-        lambda: _metric(service.base, "recommender_workers_ready") == 2,
-        60,
-        "the second worker did not become ready",
+    service = _two_workers(
+        start_service,
+        tmp_path,
+        {"drain_seconds": 1.0, "inference_log_sample_rate": 1.0},
     )
     supervisor = psutil.Process(service.process.pid)
     workers = supervisor.children()
@@ -136,11 +128,7 @@ def test_two_workers_share_the_ports_add_up_their_metrics_and_drain(
             assert answer.status_code == 200, answer.text
     # /metrics from either worker counts every call of both.
     assert (
-        _metric(
-            service.base,
-            "recommender_requests_total",
-            '{protocol="v1",status="200"}',
-        )
+        _metric(service.base, 'recommender_requests_total{protocol="v1",status="200"}')
         == calls
     )
     logs = tmp_path / "work" / "serving"
@@ -163,20 +151,10 @@ def test_two_workers_share_the_ports_add_up_their_metrics_and_drain(
 def test_a_worker_that_dies_stops_the_service(
     tmp_path: Path, start_service: Callable[[dict[str, Any]], Any]
 ) -> None:
-    service = start_service(
-        {
-            "model_uri": str(_model(tmp_path / "model")),
-            "feast": False,
-            "reload_seconds": 0,
-            "workers": 2,
-            "drain_seconds": 0.5,
-            "inference_log_enabled": False,
-        }
-    )
-    _until(
-        lambda: _metric(service.base, "recommender_workers_ready") == 2,
-        60,
-        "the second worker did not become ready",
+    service = _two_workers(
+        start_service,
+        tmp_path,
+        {"drain_seconds": 0.5, "inference_log_enabled": False},
     )
     first, second = psutil.Process(service.process.pid).children()
     first.kill()
