@@ -294,12 +294,21 @@ def log_bytes_per_call(status: dict[str, Any]) -> float | None:
 LOOP_LAG = "recommender_event_loop_lag_seconds"
 
 
+def metrics_text(base: str) -> str:
+    """The server's ``/metrics`` page.
+
+    Raises:
+        OSError: no answer.
+    """
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
 def loop_lag(base: str) -> dict[str, float] | None:
     """The server's event-loop lag histogram (cumulative count per bucket bound,
     as text, and ``count``), or None where it has none (an older server)."""
     try:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
-            text = response.read().decode()
+        text = metrics_text(base)
     except OSError:
         return None
     counts: dict[str, float] = {}
@@ -661,11 +670,10 @@ def wait_for_workers(base: str, count: int, seconds: float = 120.0) -> None:
     connections would all stay with it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
-            for line in answer.read().decode().splitlines():
-                name, _, value = line.partition(" ")
-                if name == "recommender_workers_ready" and float(value) >= count:
-                    return
+        for line in metrics_text(base).splitlines():
+            name, _, value = line.partition(" ")
+            if name == "recommender_workers_ready" and float(value) >= count:
+                return
         time.sleep(0.5)
     raise RuntimeError(f"{count} workers were not ready within {seconds:.0f} s")
 
