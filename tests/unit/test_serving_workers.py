@@ -24,7 +24,9 @@ from interest_graph.serving.workers import (
 
 
 def _metric(base: str, name: str) -> float:
-    return metric_samples(httpx.get(f"{base}/metrics", timeout=5).text)[name]
+    """A sample of ``/metrics``; 0 before the metric has one."""
+    samples = metric_samples(httpx.get(f"{base}/metrics", timeout=5).text)
+    return samples.get(name, 0.0)
 
 
 def _two_workers(

@@ -253,14 +253,16 @@ def harden_app(
 
     app.router.on_startup.append(drain_on_sigterm)
 
-    async def watch_loop() -> None:
+    async def watch_and_report_ready() -> None:
+        # The loop-lag watch (and, for a worker, the degraded gauge's publisher),
+        # then this process counts as a ready worker.
         loop = asyncio.get_running_loop()
         app.state.loop_watch = loop.create_task(watch_event_loop())
         if shared_metrics is not None:
             app.state.degraded_watch = loop.create_task(publish_degraded(degraded))
         WORKERS_READY.set(1)
 
-    app.router.on_startup.append(watch_loop)
+    app.router.on_startup.append(watch_and_report_ready)
 
     async def not_valid(_: Any, exc: Exception) -> ORJSONResponse:
         errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
